@@ -1,0 +1,194 @@
+"""The ``unike`` command: a thin layer over the library API.
+
+Every subcommand that computes something takes ``--json`` and then prints exactly one JSON object
+as the last line of stdout (human-readable text goes before it). Errors in the user's input exit
+with status 2 and a message naming the file, record or field; a validation that finds bad records
+exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _emit_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, sort_keys=False))
+
+
+# --- unike data ------------------------------------------------------------------------------
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from .data.io import DataFileError, load_unike
+    from .data.validate import DataValidationError
+
+    try:
+        result = load_unike(args.path, strict=args.strict)
+    except DataFileError as exc:
+        raise CLIError(str(exc)) from None
+    except DataValidationError as exc:
+        summary = {"total": None, "valid": None, "invalid": 1, "problems": [exc.problem.to_dict()], "strict": True}
+        print(f"{args.path}: invalid (strict): {exc.problem}")
+        if args.json:
+            _emit_json(summary)
+        return EXIT_INVALID
+    summary = result.summary()
+    print(f"{args.path}: {summary['valid']} valid, {summary['invalid']} invalid, of {summary['total']} records")
+    for p in result.problems:
+        print(f"  - {p}")
+    if args.json:
+        _emit_json(summary)
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from .data.io import write_unike
+    from .data.synthworld import generate_world
+
+    world = generate_world(seed=args.seed, n_subjects=args.subjects, text_only_fraction=args.text_only_fraction)
+    out = write_unike(world.records, args.out)
+    counts = world.counts()
+    print(f"wrote {counts['records']} records for {counts['subjects']} subjects to {out}")
+    print("  per source:   " + ", ".join(f"{k} {v}" for k, v in counts["per_source"].items()))
+    print("  per category: " + ", ".join(f"{k} {v}" for k, v in counts["per_category"].items()))
+    print("  per split:    " + ", ".join(f"{k} {v}" for k, v in counts["per_split"].items()))
+    if args.world_out:
+        world.save(args.world_out)
+        print(f"wrote the world description (subjects, facts, split) to {args.world_out}")
+    if args.json:
+        _emit_json({"path": str(out), "seed": args.seed, **counts})
+    return EXIT_OK
+
+
+# --- unike world -----------------------------------------------------------------------------
+
+def cmd_world_show(args: argparse.Namespace) -> int:
+    from .data.synthworld import LAYOUTS, generate_world
+    from .data.synthworld.render import contact_sheet, render
+
+    world = generate_world(seed=args.seed)
+    images, labels = [], []
+    for subj in world.subjects[: args.subjects]:
+        for layout in LAYOUTS:
+            images.append(render(subj.scene(layout)))
+            f = subj.facts
+            labels.append(
+                f"{subj.name} ({subj.split[0]})\n{f['size']} {f['color']} {f['shape']}\n{f['pattern']} {f['material']}"
+            )
+    sheet = contact_sheet(images, labels, columns=len(LAYOUTS) * 2, scale=args.scale)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    print(f"wrote a contact sheet of {len(images)} renders ({args.subjects} subjects x {len(LAYOUTS)} layouts) to {out}")
+    if args.json:
+        _emit_json({"path": str(out), "images": len(images), "size": list(sheet.size)})
+    return EXIT_OK
+
+
+# --- unike demo ------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on SynthWorld with what exists so far: synthesise, validate, render."""
+    from .data.io import load_unike, write_unike
+    from .data.synthworld import generate_world
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = generate_world(seed=args.seed)
+    data_path = write_unike(world.records, out / "synthworld.json")
+    world.save(out / "synthworld.world.json")
+    loaded = load_unike(data_path)
+    print(f"SynthWorld seed {args.seed}: {len(world.subjects)} subjects, {len(world.records)} records -> {data_path}")
+    print(f"validation: {len(loaded.records)} valid, {len(loaded.invalid_indices)} invalid")
+    counts = world.counts()
+    print("records per category: " + ", ".join(f"{k} {v}" for k, v in counts["per_category"].items()))
+    print("subjects per split:   " + ", ".join(f"{k} {v}" for k, v in counts["per_split"].items()))
+    sheet_args = argparse.Namespace(seed=args.seed, subjects=16, scale=4, out=str(out / "contact_sheet.png"), json=False)
+    cmd_world_show(sheet_args)
+    summary = {
+        "out": str(out),
+        "records": len(loaded.records),
+        "invalid": len(loaded.invalid_indices),
+        "contact_sheet": str(out / "contact_sheet.png"),
+        **counts,
+    }
+    if args.json:
+        _emit_json(summary)
+    return EXIT_OK if loaded.ok else EXIT_INVALID
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="unike",
+        description="Cross-modal knowledge editing in unified multimodal models (SynthWorld by default).",
+    )
+    parser.add_argument("--version", action="version", version=f"unike-interp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(p: argparse._SubParsersAction, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        sp = p.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+        return sp
+
+    data = sub.add_parser("data", help="UniKE records: validate files, synthesise SynthWorld")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    p = add(data_sub, "validate", cmd_data_validate, "validate a UniKE.json file and report every bad record")
+    p.add_argument("path", help="a UniKE.json file (a JSON array of records)")
+    p.add_argument("--strict", action="store_true", help="stop at the first problem")
+    p = add(data_sub, "synth", cmd_data_synth, "write SynthWorld's records as UniKE.json")
+    p.add_argument("--out", required=True, help="output JSON path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", type=int, default=324, help="number of subjects (one record each)")
+    p.add_argument("--text-only-fraction", type=float, default=0.2)
+    p.add_argument("--world-out", help="also write the world description (subjects, facts, split) here")
+
+    world = sub.add_parser("world", help="SynthWorld: renders and (later) its trained models")
+    world_sub = world.add_subparsers(dest="world_command", metavar="SUBCOMMAND")
+    p = add(world_sub, "show", cmd_world_show, "write a labelled contact sheet of SynthWorld renders")
+    p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", type=int, default=12, help="how many subjects to show (each in every layout)")
+    p.add_argument("--scale", type=int, default=4, help="upscaling factor of each 32x32 render")
+
+    p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # A group without its subcommand: show that group's help.
+        target = {"data": "data", "world": "world"}.get(getattr(args, "command", None) or "")
+        if target:
+            parser.parse_args([target, "--help"])
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except CLIError as exc:
+        print(f"unike: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("unike: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+import copy
+import json
+
+import pytest
+
+
+GOOD = {
+    "subject": "zib",
+    "category": "color",
+    "source": "attribute",
+    "stage_1": {
+        "question": "What color is the zib?",
+        "prompt": "The color of the zib is",
+        "gt": "red",
+        "gt_target": "blue",
+        "image_prompt": "a zib",
+        "visual_target": "The zib is blue.",
+        "vqa_question": "What color is the zib?",
+    },
+}
+
+
+@pytest.fixture
+def good_record():
+    """A minimal valid UniKE record (fresh copy per test)."""
+    return copy.deepcopy(GOOD)
+
+
+@pytest.fixture
+def write_json(tmp_path):
+    def _write(obj, name="data.json"):
+        p = tmp_path / name
+        p.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+        return p
+
+    return _write
