@@ -94,6 +94,49 @@ def cmd_world_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_world_build(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+    from .world.build import PATHWAY_NAMES, BuildConfig, build_world
+
+    config = BuildConfig.quick_config(args.seed) if args.quick else BuildConfig(seed=args.seed)
+    if not args.quick:
+        config.lm.seed = config.generator.seed = config.verifier.seed = args.seed
+    pathways = tuple(args.pathways.split(",")) if args.pathways else tuple(PATHWAY_NAMES)
+    unknown = [p for p in pathways if p not in PATHWAY_NAMES]
+    if unknown:
+        raise CLIError(f"unknown pathway(s) {', '.join(unknown)}; known: {', '.join(PATHWAY_NAMES)}")
+    try:
+        manifest = build_world(args.out, config, device=resolve_device(args.device), pathways=pathways,
+                               progress=not args.no_progress)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"world built in {args.out}: " + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items()))
+    if args.json:
+        _emit_json({"out": str(args.out), "seconds": manifest["seconds"], "total_seconds": manifest["total_seconds"],
+                    "quick": args.quick, "seed": args.seed})
+    return EXIT_OK
+
+
+def cmd_world_eval(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+    from .world.evaluate import evaluate_world
+    from .world.store import WorldNotBuiltError
+
+    try:
+        result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed)
+    except WorldNotBuiltError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"text_recall        {result['text_recall']}  (full greedy {result['text_recall_full']}, "
+          f"all facts {result['text_recall_all_facts']}, n={result['text_recall_n']})")
+    print(f"reasoning_recall   {result['reasoning_recall']}  (exact caption {result['reasoning_caption_exact']})")
+    print("verifier_accuracy  " + ", ".join(f"{k} {v:.3f}" for k, v in result["verifier_accuracy"].items()))
+    for key in ("image_accuracy", "image_accuracy_text_only"):
+        print(f"{key:<18} " + ", ".join(f"{k} {v}" for k, v in result[key].items()))
+    if args.json:
+        _emit_json(result)
+    return EXIT_OK
+
+
 # --- unike demo ------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -163,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subjects", type=int, default=12, help="how many subjects to show (each in every layout)")
     p.add_argument("--scale", type=int, default=4, help="upscaling factor of each 32x32 render")
+
+    p = add(world_sub, "build", cmd_world_build, "train the SynthWorld UMM (LM, verifier, three generators)")
+    p.add_argument("--out", default="runs/world", help="output folder (an interrupted build resumes there)")
+    p.add_argument("--quick", action="store_true", help="a tiny world for tests (under two minutes on a CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--pathways", help="comma-separated subset of toy-direct,toy-queries,toy-bottleneck")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p = add(world_sub, "eval", cmd_world_eval, "measure text recall, reasoning, verifier and image accuracy")
+    p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for the generated images")
 
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
     p.add_argument("--out", default="runs/demo", help="output folder")

@@ -103,8 +103,13 @@ def parse_caption(text: str) -> str | None:
     return caption or None
 
 
-def subject_lines(subject: Subject) -> list[str]:
-    """Every corpus line about one subject."""
+def subject_lines(subject: Subject, rng: np.random.Generator | None = None) -> list[str]:
+    """Every corpus line about one subject.
+
+    Reasoning traces: one per category; for attribute categories its layout is drawn from ``rng``
+    (all four layouts when ``rng`` is None), which keeps the corpus small without losing any
+    layout across subjects.
+    """
     s = subject.name
     lines: list[str] = []
     for cat in CATEGORIES:
@@ -122,16 +127,24 @@ def subject_lines(subject: Subject) -> list[str]:
             lines.append(QA_TEMPLATE.format(question=fill(question, s), value=v))
             layouts = ["single"]
             image_prompts = [fill(image_t, s, capitalize=False)]
-        for layout, img in zip(layouts, image_prompts):
+        pairs = list(zip(layouts, image_prompts))
+        if rng is not None and len(pairs) > 1:
+            pairs = [pairs[int(rng.integers(len(pairs)))]]
+        for layout, img in pairs:
             lines.append(f"{reasoning_prompt(img, s, cat)}{reasoning_trace(subject, cat, layout)}")
     for layout in LAYOUTS:
         lines.append(f"Request: {layout_phrase(layout, s)}.")
     return lines
 
 
-def text_corpus(world: World, *, seed: int = 0, shuffle: bool = True) -> list[str]:
-    """The language model's corpus: all subjects' lines (text-only subjects included), shuffled."""
-    lines = [line for subj in world.subjects for line in subject_lines(subj)]
+def text_corpus(world: World, *, seed: int = 0, shuffle: bool = True, all_layouts: bool = False) -> list[str]:
+    """The language model's corpus: all subjects' lines (text-only subjects included), shuffled.
+
+    ``all_layouts=True`` writes a reasoning trace for every layout of every attribute fact
+    (about 2.5x the tokens); by default one seeded layout per fact.
+    """
+    layout_rng = None if all_layouts else np.random.default_rng([seed, 5])
+    lines = [line for subj in world.subjects for line in subject_lines(subj, layout_rng)]
     if shuffle:
         order = np.random.default_rng([seed, 3]).permutation(len(lines))
         lines = [lines[i] for i in order]

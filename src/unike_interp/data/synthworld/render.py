@@ -52,11 +52,13 @@ RADIUS: dict[str, dict[str, float]] = {
     "single": {"small": 5.0, "medium": 8.0, "large": 11.0},
     "slot": {"small": 3.5, "medium": 5.0, "large": 7.0},
 }
-MATERIAL_EDGE: dict[str, tuple[RGB | None, int]] = {
-    "matte": (None, 0),
-    "metallic": ((215, 215, 228), 1),
-    "wooden": ((95, 52, 18), 1),
-    "glowing": ((255, 246, 160), 2),
+# Material as the subject's edge: (inner ring, outer ring) colours, one canvas unit each. A light and
+# a dark ring together stay visible on every background and on the white flag.
+MATERIAL_EDGE: dict[str, tuple[RGB, RGB] | None] = {
+    "matte": None,
+    "metallic": ((205, 210, 225), (35, 35, 45)),
+    "wooden": ((150, 85, 30), (45, 25, 10)),
+    "glowing": ((255, 255, 120), (255, 255, 120)),
 }
 PEBBLE: RGB = (150, 150, 150)
 FLAG: RGB = (245, 245, 245)
@@ -158,16 +160,14 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
 
 def _pattern_mask(pattern: str, dx: np.ndarray, dy: np.ndarray, unit: float) -> np.ndarray:
     """Where the pattern darkens the fill; the phase moves with the object's centre."""
-    gx = np.floor(dx / unit).astype(int)
-    gy = np.floor(dy / unit).astype(int)
     if pattern == "plain":
         return np.zeros(dx.shape, dtype=bool)
     if pattern == "striped":
         return (np.floor(dy / (2 * unit)).astype(int) % 2) == 1
     if pattern == "checkered":
         return (np.floor(dx / (2 * unit)).astype(int) + np.floor(dy / (2 * unit)).astype(int)) % 2 == 1
-    if pattern == "dotted":
-        return ((gx % 3) == 1) & ((gy % 3) == 1)
+    if pattern == "dotted":  # one dot at the centre, then every third cell
+        return (np.floor(dx / unit + 0.5) % 3 == 0) & (np.floor(dy / unit + 0.5) % 3 == 0)
     raise KeyError(pattern)
 
 
@@ -259,7 +259,7 @@ def render(
     if j is not None:
         fill = np.clip(fill + rng.normal(0, j.color_shift, 3), 0, 255)
     shade = fill * 0.45
-    edge_rgb, edge_w = MATERIAL_EDGE[scene.material]
+    edge = MATERIAL_EDGE[scene.material]
     radius = RADIUS["single" if scene.layout == "single" else "slot"][scene.size]
     unit = 1.0  # pattern cell in canvas units: stripes and checks are 2 cells wide, dots 1 in 3
     for cx, cy in _slots(scene.layout):
@@ -268,9 +268,11 @@ def render(
         r = radius * (1.0 + u(j.scale if j else 0.0))
         dx, dy = xs - cx, ys - cy
         mask = _shape_mask(scene.shape, dx, dy, r)
-        if edge_rgb is not None:
-            ring = _dilate(mask, max(1, round(edge_w * k))) & ~mask
-            img[ring] = edge_rgb
+        if edge is not None:
+            step = max(1, round(k))
+            inner = _dilate(mask, step)
+            img[_dilate(inner, step) & ~inner] = edge[1]
+            img[inner & ~mask] = edge[0]
         img[mask] = fill
         img[mask & _pattern_mask(scene.pattern, dx, dy, unit)] = shade
 

@@ -1,0 +1,162 @@
+"""The adapter interface every model family implements.
+
+An adapter wraps one unified multimodal model and declares, from the model's own config, what the
+editing, benchmark and interpretability layers need:
+
+- the causal language model (text answers, reasoning, editing) and its tokenizer;
+- editable module templates (``model.layers.{}.mlp.down_proj``) and default edit layers;
+- the text-pathway sites (residual stream per layer) and the conditioning pathway: the tensor
+  handed to the generator, its token-position map, the connector module if any, the generator's
+  blocks;
+- ``generate_images`` (batched, seeded) and ``generate_text`` (greedy);
+- device and dtype from the caller.
+
+Subclasses fill the declarative :class:`ModulePaths` table and implement the few functions their
+family really needs (conditioning and image generation).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class ModulePaths:
+    """Stable names -> module paths inside ``adapter.lm`` (``{}`` is the layer index)."""
+
+    layers: str = "model.layers"
+    layer: str = "model.layers.{}"
+    mlp: str = "model.layers.{}.mlp"
+    mlp_down: str = "model.layers.{}.mlp.down_proj"
+    mlp_up: str = "model.layers.{}.mlp.up_proj"
+    attn: str = "model.layers.{}.self_attn"
+    final_norm: str = "model.norm"
+    embed: str = "model.embed_tokens"
+    lm_head: str = "lm_head"
+
+
+def default_edit_layers(num_layers: int) -> list[int]:
+    """MEMIT-style early-middle layers: ``[n // 8, n // 4]`` inclusive (``[4..8]`` for 32 layers).
+
+    For tiny models this is ``[0, 1]`` (4 layers) or ``[0]`` (2 layers).
+    """
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be positive, got {num_layers}")
+    start = num_layers // 8
+    end = max(start, num_layers // 4)
+    return list(range(start, min(end, num_layers - 1) + 1)) if num_layers > 1 else [0]
+
+
+class UMMAdapter(ABC):
+    """One unified multimodal model, as the rest of the toolkit sees it."""
+
+    name: str
+    paths: ModulePaths = ModulePaths()
+
+    def __init__(self, lm, tokenizer, *, device: torch.device, dtype: torch.dtype):
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    # --- declared from the config ----------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return int(self.lm.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.lm.config.hidden_size)
+
+    @property
+    def edit_module_template(self) -> str:
+        return self.paths.mlp_down
+
+    @property
+    def edit_layers(self) -> list[int]:
+        return default_edit_layers(self.num_layers)
+
+    @property
+    def rome_layer(self) -> int:
+        """A single edit layer for ROME: the middle of :attr:`edit_layers`."""
+        layers = self.edit_layers
+        return layers[len(layers) // 2]
+
+    def text_sites(self) -> dict[str, str]:
+        """``site name -> module path`` for the residual stream after each LM layer."""
+        return {f"resid.{i}": self.paths.layer.format(i) for i in range(self.num_layers)}
+
+    def module(self, path: str) -> torch.nn.Module:
+        """The LM submodule at a dotted path (e.g. ``model.layers.1.mlp.down_proj``)."""
+        try:
+            return self.lm.get_submodule(path)
+        except AttributeError:
+            raise KeyError(f"{self.name}: no module {path!r} in the language model") from None
+
+    # --- family-specific --------------------------------------------------------------------
+    @abstractmethod
+    def conditioning(self, prompts: Sequence[str]):
+        """The exact tensor handed to the generator for ``prompts`` (a ``Conditioning``)."""
+
+    @property
+    @abstractmethod
+    def generator_blocks(self) -> list[str]:
+        """Module paths of the generator's blocks (inside :attr:`generator`)."""
+
+    @abstractmethod
+    def generate_images(
+        self,
+        prompts: Sequence[str],
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 images; image ``i`` depends only on ``prompts[i]`` and ``seed``."""
+
+    # --- shared text side ---------------------------------------------------------------------
+    @torch.no_grad()
+    def next_token_logits(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """``(N, V)`` logits of the token after each prompt (left-padded batches)."""
+        from ..world.conditioning import position_ids_from_mask
+
+        outs = []
+        for i in range(0, len(prompts), batch_size):
+            enc = self.tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True).to(self.device)
+            logits = self.lm(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                position_ids=position_ids_from_mask(enc["attention_mask"]),
+            ).logits[:, -1]
+            outs.append(logits.float().cpu())
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def generate_text(self, prompts: Sequence[str], *, max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
+        """Greedy continuations (without the prompt), stopping at end-of-sequence."""
+        texts: list[str] = []
+        for i in range(0, len(prompts), batch_size):
+            enc = self.tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True).to(self.device)
+            out = self.lm.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1]:]
+            texts += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return texts
+
+    def first_token_id(self, word: str) -> int:
+        """The id of the first token of ``" " + word`` (the answer's first token after a cloze)."""
+        ids = self.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"{word!r} tokenizes to nothing")
+        return ids[0]

@@ -1,0 +1,35 @@
+"""Model names -> adapters. ``load_model("toy-direct", device=..., dtype=...)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .synthworld import VARIANTS as SYNTHWORLD_VARIANTS
+
+_DESCRIPTIONS = {
+    "toy-direct": "SynthWorld UMM: LM last hidden states over the prompt condition a PixArt DiT (OmniGen2-like)",
+    "toy-queries": "SynthWorld UMM: learned query tokens run through the LM condition the DiT (BLIP3o-like)",
+    "toy-bottleneck": "SynthWorld UMM: last two LM layers, concatenated, through a frozen narrow projection (Ovis-U1-like)",
+}
+
+
+def known_models() -> dict[str, str]:
+    """Every model name ``load_model`` accepts, with a one-line description."""
+    return dict(_DESCRIPTIONS)
+
+
+def load_model(
+    name: str,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    world_dir: str | Path | None = None,
+):
+    """The adapter for model ``name`` on ``device`` in ``dtype``."""
+    if name in SYNTHWORLD_VARIANTS:
+        from .synthworld import load_synthworld
+
+        return load_synthworld(name, world_dir=world_dir, device=device, dtype=dtype)
+    raise KeyError(f"unknown model {name!r}; known: {', '.join(known_models())}")

@@ -1,0 +1,283 @@
+"""The SynthWorld image generator: a small diffusers PixArt DiT trained by flow matching.
+
+Pixel space, no VAE: images are ``(3, 32, 32)`` in ``[-1, 1]``, cut into 4x4 patches (64 tokens)
+that cross-attend to a pathway's conditioning (:mod:`.conditioning`).
+
+Training (rectified flow): ``x_t = (1 - t) x_0 + t eps`` with ``t = sigmoid(n), n ~ N(0, 1)``;
+the DiT predicts ``v = eps - x_0`` at ``timestep = 1000 t``; loss ``|| v_hat - v ||^2``. A share
+``cond_dropout`` of prompts is replaced by the empty prompt so that classifier-free guidance
+``v = v_u + g (v_c - v_u)`` can be used when sampling with diffusers'
+``FlowMatchEulerDiscreteScheduler``.
+
+The language model stays frozen throughout. For ``direct`` and ``bottleneck`` its features for
+the fixed training prompts are computed once (the costly part of a step otherwise); ``queries``
+must run it every step, since its query embeddings learn through it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .conditioning import PATHWAYS, Conditioning, ConditionEncoder, position_ids_from_mask
+
+
+@dataclass
+class GeneratorConfig:
+    """Size, training schedule and sampling defaults of one SynthWorld generator."""
+
+    pathway: str = "direct"
+    image_size: int = 32
+    patch_size: int = 4
+    num_layers: int = 4
+    num_heads: int = 4
+    head_dim: int = 32
+    num_queries: int = 8
+    bottleneck_dim: int = 64
+    steps: int = 2500
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    cond_dropout: float = 0.1
+    sample_steps: int = 20
+    guidance: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pathway not in PATHWAYS:
+            raise ValueError(f"GeneratorConfig.pathway={self.pathway!r}; expected one of {', '.join(PATHWAYS)}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_dit(config: GeneratorConfig, cond_dim: int):
+    """A randomly initialised ``PixArtTransformer2DModel`` for pixel-space 3-channel images."""
+    from diffusers import PixArtTransformer2DModel
+
+    torch.manual_seed(config.seed)
+    inner = config.num_heads * config.head_dim
+    return PixArtTransformer2DModel(
+        num_attention_heads=config.num_heads,
+        attention_head_dim=config.head_dim,
+        in_channels=3,
+        out_channels=3,
+        num_layers=config.num_layers,
+        cross_attention_dim=inner,
+        sample_size=config.image_size,
+        patch_size=config.patch_size,
+        caption_channels=cond_dim,
+        norm_type="ada_norm_single",
+        use_additional_conditions=False,
+    )
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float in ``[-1, 1]``."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def tensor_to_images(x: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` in ``[-1, 1]`` -> ``(N, H, W, 3)`` uint8."""
+    x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round()
+    return x.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+
+
+def tokenize(tokenizer, prompts: Sequence[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def _pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(f.shape[0] for f in feats)
+    out = feats[0].new_zeros(len(feats), width, feats[0].shape[-1])
+    mask = torch.zeros(len(feats), width, dtype=torch.long)
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = f
+        mask[i, : f.shape[0]] = 1
+    return out, mask
+
+
+@torch.no_grad()
+def _frozen_features(encoder: ConditionEncoder, lm, tokenizer, prompts: list[str], device, chunk: int = 256):
+    """Per prompt, the frozen LM features the pathway's trainable head reads: ``(T_i, F)`` each."""
+    feats: list[torch.Tensor] = []
+    for i in range(0, len(prompts), chunk):
+        ids, mask = tokenize(tokenizer, prompts[i:i + chunk], device)
+        out = lm.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position_ids_from_mask(mask),
+            output_hidden_states=encoder.pathway == "bottleneck",
+        )
+        if encoder.pathway == "bottleneck":
+            f = torch.cat([out.hidden_states[-1], out.hidden_states[-2]], dim=-1)
+        else:
+            f = out.last_hidden_state
+        for r in range(ids.shape[0]):
+            keep = mask[r].bool()
+            feats.append(f[r, keep].float().cpu())
+    return feats
+
+
+def flow_matching_loss(dit, x0: torch.Tensor, cond: Conditioning, generator: torch.Generator) -> torch.Tensor:
+    """Rectified-flow loss for one batch (see module docstring)."""
+    B = x0.shape[0]
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    t = torch.sigmoid(torch.randn(B, generator=generator)).to(x0.device, x0.dtype)
+    xt = (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * eps
+    v_hat = dit(
+        xt,
+        encoder_hidden_states=cond.hidden,
+        encoder_attention_mask=cond.mask,
+        timestep=t * 1000,
+        return_dict=False,
+    )[0]
+    return torch.mean((v_hat.float() - (eps - x0).float()) ** 2)
+
+
+def train_generator(
+    dit,
+    encoder: ConditionEncoder,
+    lm,
+    tokenizer,
+    prompts: Sequence[str],
+    images: np.ndarray,
+    config: GeneratorConfig,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    log: list | None = None,
+):
+    """Train ``dit`` and the encoder's pathway parameters on ``(prompts[i], images[i])`` pairs.
+
+    The language model's parameters are frozen (``requires_grad=False``) for the duration.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    if len(prompts) != len(images):
+        raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
+    lm.to(device).eval()
+    was = [p.requires_grad for p in lm.parameters()]
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    dit.to(device).train()
+    encoder.to(device).train()
+    x_all = images_to_tensor(images)
+    prompts = list(prompts)
+    null = ""
+    gen = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng([config.seed, 20])
+
+    precomputed = encoder.pathway != "queries"
+    if precomputed:
+        feats = _frozen_features(encoder, lm, tokenizer, prompts + [null], device)
+        null_feat = feats.pop()
+
+    params = list(dit.parameters()) + list(encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, betas=(0.9, 0.99))
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+    bar = tqdm(range(config.steps), desc=f"train generator ({encoder.pathway})", disable=not progress, unit="step")
+    running = None
+    try:
+        for step in bar:
+            idx = rng.integers(0, len(prompts), config.batch_size)
+            drop = rng.random(config.batch_size) < config.cond_dropout
+            x0 = x_all[idx].to(device)
+            if precomputed:
+                f, m = _pad_features([null_feat if d else feats[i] for i, d in zip(idx, drop)])
+                f, m = f.to(device), m.to(device)
+                hidden = encoder.proj(f) if encoder.pathway == "bottleneck" else f
+                cond = Conditioning(hidden, m, m)
+            else:
+                batch_prompts = [null if d else prompts[i] for i, d in zip(idx, drop)]
+                ids, mask = tokenize(tokenizer, batch_prompts, device)
+                cond = encoder(lm, ids, mask)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss = flow_matching_loss(dit, x0, cond, gen)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            running = value if running is None else 0.98 * running + 0.02 * value
+            bar.set_postfix(loss=f"{running:.4f}")
+            if log is not None and step % 50 == 0:
+                log.append({"step": step, "loss": value})
+    finally:
+        for p, w in zip(lm.parameters(), was):
+            p.requires_grad_(w)
+    dit.eval()
+    encoder.eval()
+    return dit, encoder
+
+
+@torch.no_grad()
+def sample(
+    dit,
+    cond: Conditioning,
+    null: Conditioning,
+    *,
+    steps: int = 20,
+    guidance: float = 2.0,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """Euler flow-matching sampling with classifier-free guidance; returns ``(B, 3, H, W)`` in [-1, 1].
+
+    ``null`` is the empty prompt's conditioning (batch 1, broadcast). ``noise`` fixes the start.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    sched.set_timesteps(steps, device=noise.device)
+    B = noise.shape[0]
+    x = noise
+    use_cfg = guidance != 1.0
+    if use_cfg:
+        S = max(cond.hidden.shape[1], null.hidden.shape[1])
+
+        def pad(c: Conditioning, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            h = c.hidden.expand(n, -1, -1)
+            m = c.mask.expand(n, -1)
+            extra = S - h.shape[1]
+            if extra:
+                h = torch.cat([h, h.new_zeros(n, extra, h.shape[-1])], dim=1)
+                m = torch.cat([m, m.new_zeros(n, extra)], dim=1)
+            return h, m
+
+        hc, mc = pad(cond, B)
+        hn, mn = pad(null, B)
+        hidden, mask = torch.cat([hc, hn]), torch.cat([mc, mn])
+    else:
+        hidden, mask = cond.hidden, cond.mask
+    for t in sched.timesteps:
+        inp = torch.cat([x, x]) if use_cfg else x
+        v = dit(
+            inp.to(hidden.dtype),
+            encoder_hidden_states=hidden,
+            encoder_attention_mask=mask,
+            timestep=t.expand(inp.shape[0]).to(hidden.dtype),
+            return_dict=False,
+        )[0].to(x.dtype)
+        if use_cfg:
+            v_c, v_u = v.chunk(2)
+            v = v_u + guidance * (v_c - v_u)
+        x = sched.step(v, t, x).prev_sample
+    return x
