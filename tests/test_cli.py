@@ -64,10 +64,11 @@ def test_world_show_writes_png(tmp_path, capsys):
     assert Image.open(out).size == tuple(summary["size"])
 
 
-def test_demo(tmp_path, capsys):
-    rc = main(["demo", "--out", str(tmp_path / "demo"), "--json"])
-    summary, _ = _last_json(capsys)
+def test_demo_without_a_trained_world(tmp_path, capsys):
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--world", str(tmp_path / "no_world"), "--json"])
+    summary, lines = _last_json(capsys)
     assert rc == 0 and summary["invalid"] == 0 and summary["records"] >= 300
+    assert summary["world_eval"] is None and any("skipping" in line for line in lines)
     assert (tmp_path / "demo" / "contact_sheet.png").exists()
 
 

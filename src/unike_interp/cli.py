@@ -164,9 +164,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "contact_sheet": str(out / "contact_sheet.png"),
         **counts,
     }
+    summary["world_eval"] = _demo_world_eval(out, args)
     if args.json:
         _emit_json(summary)
     return EXIT_OK if loaded.ok else EXIT_INVALID
+
+
+def _demo_world_eval(out: Path, args: argparse.Namespace) -> dict | None:
+    """Evaluate the shipped SynthWorld UMM and draw what each pathway makes of a few subjects."""
+    from .data.synthworld.render import contact_sheet, render
+    from .devices import resolve_device
+    from .models import load_model
+    from .world.evaluate import evaluate_world
+    from .world.store import WorldNotBuiltError, default_world_dir
+
+    world_dir = Path(args.world) if getattr(args, "world", None) else default_world_dir()
+    device = resolve_device(getattr(args, "device", "auto"))
+    try:
+        result = evaluate_world(world_dir, device=device)
+    except WorldNotBuiltError as exc:
+        print(f"no trained SynthWorld model to evaluate ({exc}); skipping the model part of the demo")
+        return None
+    print(f"SynthWorld UMM ({world_dir}):")
+    print(f"  text recall {result['text_recall']}, reasoning recall {result['reasoning_recall']}")
+    for key in ("image_accuracy", "image_accuracy_text_only"):
+        print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in result[key].items()))
+    images, labels = [], []
+    models = [load_model(n, world_dir=world_dir, device=device) for n in ("toy-direct", "toy-queries", "toy-bottleneck")]
+    world = models[0].world
+    for rec in world.records[:12]:
+        subj = world.subject(rec.subject)
+        images.append(render(subj.scene("single")))
+        labels.append(f"{subj.name}\ntruth ({subj.split})")
+        for m in models:
+            images.append(m.generate_images([rec.stage_1.image_prompt], seed=args.seed)[0])
+            labels.append(f"{subj.name}\n{m.name}")
+    path = out / "generated.png"
+    contact_sheet(images, labels, columns=8, scale=4).save(path)
+    print(f"wrote renders and each pathway's images of 12 subjects to {path}")
+    return {k: v for k, v in result.items() if k not in ("image_details", "reasoning_examples")} | {
+        "generated_sheet": str(path)
+    }
 
 
 # --- parser ----------------------------------------------------------------------------------
@@ -222,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
     return parser
 
 

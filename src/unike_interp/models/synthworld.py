@@ -41,7 +41,7 @@ class SynthWorldAdapter(UMMAdapter):
 
     @property
     def generator_blocks(self) -> list[str]:
-        return [f"transformer_blocks.{i}" for i in range(len(self.generator.transformer_blocks))]
+        return [f"transformer.transformer_blocks.{i}" for i in range(len(self.generator.transformer_blocks))]
 
     def _tokenize(self, prompts: Sequence[str]):
         enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True)

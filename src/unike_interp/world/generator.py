@@ -41,11 +41,14 @@ class GeneratorConfig:
     bottleneck_dim: int = 64
     steps: int = 2500
     batch_size: int = 64
-    lr: float = 1e-3
+    # Measured on a 16-prompt overfit test: after 400 steps the loss at t=0.3 was 0.50 (lr 3e-4),
+    # 0.28 (1e-3), 0.12 (3e-3), 0.086 (5e-3), 0.058 (1e-2). A small DiT from scratch is lr-starved.
+    lr: float = 5e-3
     warmup_steps: int = 100
     cond_dropout: float = 0.1
     sample_steps: int = 20
     guidance: float = 2.0
+    pooled: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -60,13 +63,60 @@ class GeneratorConfig:
         return asdict(self)
 
 
-def build_dit(config: GeneratorConfig, cond_dim: int):
-    """A randomly initialised ``PixArtTransformer2DModel`` for pixel-space 3-channel images."""
+class SynthDiT(nn.Module):
+    """A diffusers ``PixArtTransformer2DModel`` plus an optional pooled-text embedding.
+
+    PixArt reads text only through cross-attention. Trained from scratch on a CPU budget that
+    learns too slowly (measured: after 2,500 steps, backgrounds spelled out in the prompt were
+    drawn at chance). As in SD3's pooled projections, the masked mean of the conditioning,
+    ``p = sum_s m_s c_s / sum_s m_s``, goes through ``MLP: C -> D`` and is added to PixArt's
+    timestep embedding (a forward hook on ``adaln_single.emb``), so it modulates every block.
+    The conditioning tensor itself is unchanged: ``p`` is a function of it.
+    """
+
+    def __init__(self, transformer, cond_dim: int, pooled: bool = True):
+        super().__init__()
+        self.transformer = transformer
+        inner = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        self.pooled_embedder = (
+            nn.Sequential(nn.Linear(cond_dim, inner), nn.SiLU(), nn.Linear(inner, inner)) if pooled else None
+        )
+        self._pooled: torch.Tensor | None = None
+        if pooled:
+            transformer.adaln_single.emb.register_forward_hook(self._add_pooled)
+
+    def _add_pooled(self, module, args, output):
+        return output if self._pooled is None else output + self._pooled.to(output.dtype)
+
+    @property
+    def transformer_blocks(self) -> nn.ModuleList:
+        return self.transformer.transformer_blocks
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, 3, H, W)``, conditioning ``hidden`` ``(B, S, C)`` with ``mask`` ``(B, S)``, ``timestep`` ``(B,)``."""
+        if self.pooled_embedder is not None:
+            m = mask.to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+            self._pooled = self.pooled_embedder(pooled)
+        try:
+            return self.transformer(
+                x, encoder_hidden_states=hidden, encoder_attention_mask=mask, timestep=timestep, return_dict=False
+            )[0]
+        finally:
+            self._pooled = None
+
+
+def build_dit(config: GeneratorConfig, cond_dim: int) -> SynthDiT:
+    """A randomly initialised :class:`SynthDiT` for pixel-space 3-channel images."""
     from diffusers import PixArtTransformer2DModel
 
     torch.manual_seed(config.seed)
     inner = config.num_heads * config.head_dim
-    return PixArtTransformer2DModel(
+    transformer = PixArtTransformer2DModel(
         num_attention_heads=config.num_heads,
         attention_head_dim=config.head_dim,
         in_channels=3,
@@ -79,6 +129,7 @@ def build_dit(config: GeneratorConfig, cond_dim: int):
         norm_type="ada_norm_single",
         use_additional_conditions=False,
     )
+    return SynthDiT(transformer, cond_dim, pooled=config.pooled)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -135,13 +186,7 @@ def flow_matching_loss(dit, x0: torch.Tensor, cond: Conditioning, generator: tor
     eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     t = torch.sigmoid(torch.randn(B, generator=generator)).to(x0.device, x0.dtype)
     xt = (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * eps
-    v_hat = dit(
-        xt,
-        encoder_hidden_states=cond.hidden,
-        encoder_attention_mask=cond.mask,
-        timestep=t * 1000,
-        return_dict=False,
-    )[0]
+    v_hat = dit(xt, cond.hidden, cond.mask, t * 1000)
     return torch.mean((v_hat.float() - (eps - x0).float()) ** 2)
 
 
@@ -269,13 +314,7 @@ def sample(
         hidden, mask = cond.hidden, cond.mask
     for t in sched.timesteps:
         inp = torch.cat([x, x]) if use_cfg else x
-        v = dit(
-            inp.to(hidden.dtype),
-            encoder_hidden_states=hidden,
-            encoder_attention_mask=mask,
-            timestep=t.expand(inp.shape[0]).to(hidden.dtype),
-            return_dict=False,
-        )[0].to(x.dtype)
+        v = dit(inp.to(hidden.dtype), hidden, mask, t.expand(inp.shape[0]).to(hidden.dtype)).to(x.dtype)
         if use_cfg:
             v_c, v_u = v.chunk(2)
             v = v_u + guidance * (v_c - v_u)

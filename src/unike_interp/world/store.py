@@ -66,12 +66,12 @@ def load_verifier(world_dir: str | Path, *, device: torch.device | str = "cpu"):
 def load_generator(
     world_dir: str | Path, name: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ):
-    """``(dit, encoder, GeneratorConfig)`` for ``toy-direct`` / ``toy-queries`` / ``toy-bottleneck``."""
+    """``(SynthDiT, encoder, GeneratorConfig)`` for ``toy-direct`` / ``toy-queries`` / ``toy-bottleneck``."""
     from diffusers import PixArtTransformer2DModel
     from safetensors.torch import load_file
 
     from .conditioning import ConditionEncoder
-    from .generator import GeneratorConfig
+    from .generator import GeneratorConfig, SynthDiT
 
     path = _require(Path(world_dir) / name, f"the {name} generator")
     meta = json.loads((path / "generator.json").read_text())
@@ -80,7 +80,11 @@ def load_generator(
     encoder = ConditionEncoder(enc_cfg["pathway"], enc_cfg["hidden_size"], enc_cfg["num_queries"], enc_cfg["bottleneck_dim"])
     if (path / "encoder.safetensors").exists():
         encoder.load_state_dict(load_file(str(path / "encoder.safetensors")))
-    dit = PixArtTransformer2DModel.from_pretrained(str(path / "dit"), torch_dtype=dtype, use_safetensors=True)
+    transformer = PixArtTransformer2DModel.from_pretrained(str(path / "dit"), torch_dtype=dtype, use_safetensors=True)
+    dit = SynthDiT(transformer, encoder.out_dim, pooled=gcfg.pooled)
+    if gcfg.pooled:
+        dit.pooled_embedder.load_state_dict(load_file(str(path / "pooled_embedder.safetensors")))
+    dit.to(dtype)
     device = torch.device(device)
     return dit.to(device).eval(), encoder.to(device, dtype).eval(), gcfg
 
