@@ -213,3 +213,33 @@ def test_synthdit_without_pooling_is_plain_pixart_and_pooling_changes_only_throu
         # and the hook leaves no state behind: the plain transformer call is unaffected afterwards
         out_after = pooled.transformer(x, encoder_hidden_states=h, encoder_attention_mask=m, timestep=t, return_dict=False)[0]
         torch.testing.assert_close(out_after, ref)
+
+
+def test_verifier_judge_reads_the_records_category_and_flags_errors():
+    from unike_interp.data.synthworld import generate_world, render
+    from unike_interp.judges import VerifierJudge
+
+    class Oracle(Verifier):
+        """A 'verifier' that reads scenes perfectly (labels smuggled in), to test the judge logic."""
+
+        def __init__(self, labels):
+            super().__init__(width=4)
+            self.labels = labels
+
+        def read(self, images, batch_size=512):
+            return {c: (v, np.full(len(v), 0.9)) for c, v in self.labels.items()}
+
+    world = generate_world(seed=0)
+    recs = [r for r in world.records if r.category in ("color", "location")][:2]
+    scenes = [world.subject(r.subject).scene("single") for r in recs]
+    images = np.stack([render(s) for s in scenes])
+    judge = VerifierJudge(Oracle(scene_labels(scenes)))
+    verdicts = judge.judge_batch(images, recs, ["stage_1", "stage_1"])
+    for r, v in zip(recs, verdicts):  # the images show the old value: the edit target is not shown
+        assert v.verdict is False and v.predicted == r.stage_1.gt and v.target == r.stage_1.gt_target
+    pre = judge.judge(images[0], recs[0], "stage_1", target=recs[0].stage_1.gt)
+    assert pre.verdict is True and pre.confidence == pytest.approx(0.9)
+    bad = judge.judge(images[0], recs[0], "stage_1", target="chartreuse")
+    assert bad.verdict is None and "not a SynthWorld" in bad.error
+    with pytest.raises(ValueError, match="one case, stage"):
+        judge.judge_batch(images, recs[:1], ["stage_1"])
