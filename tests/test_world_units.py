@@ -96,7 +96,7 @@ def test_bottleneck_is_projection_of_last_two_layers(small):
     with torch.no_grad():
         c = enc(lm, b["input_ids"], b["attention_mask"])
         hs = lm(**b, output_hidden_states=True).hidden_states
-        ref = torch.cat([hs[-1], hs[-2]], -1) @ enc.proj.weight.T + enc.proj.bias
+        ref = torch.cat([hs[-1], lm.model.norm(hs[-2])], -1) @ enc.proj.weight.T + enc.proj.bias
     torch.testing.assert_close(c.hidden, ref, atol=1e-5, rtol=1e-4)
 
 

@@ -11,8 +11,12 @@ says which language-model token positions survive into it. They mirror the UniKE
     through the frozen language model; ``c = h_L[:, T:T+K]``. Shape ``(B, K, H)``; conditioning
     position ``k`` is LM position ``T + k``. The queries are trained with the generator.
 ``bottleneck`` (Ovis-U1-like)
-    ``c = W [h_L ; h_{L-1}]`` -- the last two hidden layers concatenated and projected by a linear
-    map ``W: 2H -> D`` (``D < H``), trained with the generator and then frozen. Shape ``(B, T, D)``.
+    ``c = W [h_L ; norm(h_{L-1})]`` -- the last two hidden layers concatenated and projected by a
+    linear map ``W: 2H -> D`` (``D < H``), trained with the generator and then frozen. Shape
+    ``(B, T, D)``. ``h_L`` (``hidden_states[-1]``) has passed the LM's final norm; the same norm
+    is applied to ``h_{L-1}`` so both halves share a scale. Measured without it: the raw residual
+    stream carries a massive activation on the first token (norm 293 against 41 for ``h_L``),
+    which swamped the projection, and the generator drew every prompt alike.
 
 Prompts are left-padded; position ids are computed from the attention mask so a prompt gives the
 same conditioning alone and in a batch.
@@ -93,17 +97,31 @@ class ConditionEncoder(nn.Module):
             cmask = attention_mask.new_ones(B, self.num_queries)
             pos = torch.arange(T, T + self.num_queries, device=input_ids.device).expand(B, -1)
             return Conditioning(hidden, cmask, pos)
-        need_two = self.pathway == "bottleneck"
+        hidden = self.head(self.lm_features(lm, input_ids, attention_mask))
+        pos = torch.arange(T, device=input_ids.device).expand(B, -1).masked_fill(attention_mask == 0, -1)
+        return Conditioning(hidden, attention_mask, pos)
+
+    def lm_features(self, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What the frozen LM hands over before the trainable head (``direct``, ``bottleneck``).
+
+        ``direct``: ``h_L`` ``(B, T, H)``; ``bottleneck``: ``[h_L ; norm(h_{L-1})]`` ``(B, T, 2H)``.
+        """
+        if self.pathway == "queries":
+            raise ValueError("the queries pathway has no frozen features: its queries run through the LM")
+        base = lm.model
         out = base(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids_from_mask(attention_mask),
-            output_hidden_states=need_two,
+            output_hidden_states=self.pathway == "bottleneck",
         )
-        if need_two:
+        if self.pathway == "bottleneck":
             hs = out.hidden_states
-            hidden = self.proj(torch.cat([hs[-1], hs[-2]], dim=-1).to(self.proj.weight.dtype))
-        else:
-            hidden = out.last_hidden_state
-        pos = torch.arange(T, device=input_ids.device).expand(B, -1).masked_fill(attention_mask == 0, -1)
-        return Conditioning(hidden, attention_mask, pos)
+            return torch.cat([hs[-1], base.norm(hs[-2])], dim=-1)
+        return out.last_hidden_state
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The pathway's trainable map from LM features to the conditioning (identity for ``direct``)."""
+        if self.pathway == "bottleneck":
+            return self.proj(features.to(self.proj.weight.dtype))
+        return features
