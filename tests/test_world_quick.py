@@ -35,10 +35,25 @@ def test_build_writes_only_safetensors_and_json(quick_world):
 
 
 def test_rebuild_is_a_no_op_and_changed_stage_rebuilds(quick_world, tmp_path):
+    import shutil
+
     out, _ = quick_world
     said = []
     build_world(out, BuildConfig.quick_config(seed=0), progress=False, echo=said.append)
     assert not any(s.endswith("...") for s in said), said  # nothing rebuilt
+    # a changed verifier configuration rebuilds the verifier and nothing else
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = BuildConfig.quick_config(seed=0)
+    cfg.verifier.steps += 1
+    said = []
+    build_world(copy, cfg, progress=False, echo=said.append)
+    assert [s for s in said if s.endswith("...")] == ["[build] verifier ..."]
+    # a changed LM rebuilds the LM and every generator downstream of it
+    cfg.lm.epochs = 1
+    said = []
+    build_world(copy, cfg, progress=False, echo=said.append)
+    assert [s for s in said if s.endswith("...")] == [f"[build] {n} ..." for n in ("lm", *VARIANTS)]
 
 
 @pytest.mark.parametrize("name", VARIANTS)

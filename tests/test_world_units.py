@@ -243,3 +243,23 @@ def test_verifier_judge_reads_the_records_category_and_flags_errors():
     assert bad.verdict is None and "not a SynthWorld" in bad.error
     with pytest.raises(ValueError, match="one case, stage"):
         judge.judge_batch(images, recs[:1], ["stage_1"])
+
+
+def test_warmup_cosine_matches_the_formulas_the_shipped_world_was_trained_with():
+    import math
+
+    from unike_interp.world.schedule import warmup_cosine
+
+    lr, total, warm = 2e-3, 1000, 100
+    for step in (0, 50, 99, 100, 101, 500, 999, 1000, 1200):
+        if step < warm:
+            ref_lm = ref_gen = lr * (step + 1) / warm
+        else:
+            frac = (step - warm) / (total - warm)
+            ref_lm = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+            ref_gen = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+        assert warmup_cosine(step, total, lr, warm) == ref_lm  # bit-for-bit
+        assert warmup_cosine(step, total, lr, warm, floor=0.1) == ref_gen
+    for step in (0, 10, 999):
+        assert warmup_cosine(step, 1000, lr) == lr * 0.5 * (1 + math.cos(math.pi * step / 1000))
+    assert warmup_cosine(1000, 1000, lr, 100, floor=0.1) == pytest.approx(0.1 * lr)

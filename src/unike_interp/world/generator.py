@@ -16,7 +16,6 @@ must run it every step, since its query embeddings learn through it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from .conditioning import PATHWAYS, Conditioning, ConditionEncoder
+from .schedule import warmup_cosine
 
 
 @dataclass
@@ -225,10 +225,7 @@ def train_generator(
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, betas=(0.9, 0.99))
 
     def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return config.lr * (step + 1) / config.warmup_steps
-        frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+        return warmup_cosine(step, config.steps, config.lr, config.warmup_steps, floor=0.1)
 
     bar = tqdm(range(config.steps), desc=f"train generator ({encoder.pathway})", disable=not progress, unit="step")
     running = None

@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .schedule import warmup_cosine
+
 
 @dataclass
 class LMConfig:
@@ -109,10 +111,7 @@ def train_lm(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
 
     def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return config.lr * (step + 1) / config.warmup_steps
-        frac = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-        return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return warmup_cosine(step, total, config.lr, config.warmup_steps)
 
     pad = tokenizer.pad_token_id
     step, batches = 0, []

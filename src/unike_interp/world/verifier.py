@@ -7,7 +7,6 @@ subject it is. It is the judge of SynthWorld's VQA questions (:mod:`unike_interp
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..data.synthworld.vocab import CATEGORIES, CATEGORY_VALUES
+from .schedule import warmup_cosine
 
 
 @dataclass
@@ -115,7 +115,7 @@ def train_verifier(config: VerifierConfig, *, device: torch.device | str = "cpu"
     rng = np.random.default_rng([config.seed, 31])
     bar = tqdm(range(config.steps), desc="train verifier", disable=not progress, unit="step")
     for step in bar:
-        lr = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        lr = warmup_cosine(step, config.steps, config.lr)
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.from_numpy(rng.integers(0, len(x_all), config.batch_size))
