@@ -43,13 +43,11 @@ class SynthWorldAdapter(UMMAdapter):
     def generator_blocks(self) -> list[str]:
         return [f"transformer.transformer_blocks.{i}" for i in range(len(self.generator.transformer_blocks))]
 
-    def _tokenize(self, prompts: Sequence[str]):
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-
     @torch.no_grad()
     def conditioning(self, prompts: Sequence[str]) -> Conditioning:
-        ids, mask = self._tokenize(prompts)
+        from ..world.generator import tokenize
+
+        ids, mask = tokenize(self.tokenizer, prompts, self.device)
         return self.encoder(self.lm, ids, mask)
 
     @torch.no_grad()

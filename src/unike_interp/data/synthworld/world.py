@@ -12,7 +12,7 @@ never shown their images (``Subject.split``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -270,7 +270,8 @@ def generate_world(seed: int = 0, n_subjects: int = 324, text_only_fraction: flo
         n_t = int(round(len(names_c) * text_only_fraction))
         text_only.update(str(x) for x in split_rng.permutation(names_c)[:n_t])
     subjects = [Subject(s.name, s.facts, TEXT_ONLY if s.name in text_only else IMAGE_SEEN) for s in subjects]
-    records = _make_records(subjects, np.random.default_rng([seed, 2]))
+    split = {s.name: s.split for s in subjects}
+    records = [replace(r, extra={**r.extra, "split": split[r.subject]}) for r in records]
     return World(seed, subjects, records, text_only_fraction)
 
 
