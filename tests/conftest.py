@@ -34,3 +34,13 @@ def write_json(tmp_path):
         return p
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def quick_world(tmp_path_factory):
+    """The quick SynthWorld (tiny LM, verifier, three generators), built once per test session."""
+    from unike_interp.world.build import BuildConfig, build_world
+
+    out = tmp_path_factory.mktemp("quick_world")
+    manifest = build_world(out, BuildConfig.quick_config(seed=0), device="cpu", progress=False, echo=lambda s: None)
+    return out, manifest

@@ -17,13 +17,6 @@ pytestmark = pytest.mark.slow
 VARIANTS = ("toy-direct", "toy-queries", "toy-bottleneck")
 
 
-@pytest.fixture(scope="module")
-def quick_world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick_world")
-    manifest = build_world(out, BuildConfig.quick_config(seed=0), device="cpu", progress=False, echo=lambda s: None)
-    return out, manifest
-
-
 def test_build_writes_only_safetensors_and_json(quick_world):
     out, manifest = quick_world
     assert set(manifest["seconds"]) >= {"tokenizer", "lm", "verifier", *VARIANTS}

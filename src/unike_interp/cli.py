@@ -137,6 +137,89 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- unike edit ------------------------------------------------------------------------------
+
+def _parse_sets(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def format_edit_table(r: dict) -> str:
+    """A plain-text table of an edit run's text metrics (pre -> post)."""
+    rows = [("efficacy (top-1, stage_1)", r["efficacy"]), ("efficacy (full greedy)", r["efficacy_full"]),
+            ("efficacy (P(new) > P(old))", r["efficacy_p_new_gt_old"])]
+    rows += [(f"  {s}", v) for s, v in r["per_stage"].items()]
+    rows += [("generalization (stages 2..n)", r["generalization"]), ("locality (unchanged)", r["locality"])]
+    loc = r["locality"]
+    lines = [f"{r['editor']} on {r['model']} -- {r['protocol']['kind']} protocol, batch {r['protocol']['batch_size']}, "
+             f"{r['n_cases']} cases", f"{'metric':<32}{'pre':>8}{'post':>8}"]
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"
+    lines += [f"{name:<32}{fmt(v['pre']):>8}{fmt(v['post']):>8}" for name, v in rows]
+    lines += [f"{'  neighbours / other':<32}{'':>8}{fmt(loc['neighbours']):>8} / {fmt(loc['other'])}",
+              f"{'  same subject, other facts':<32}{'':>8}{fmt(loc['same_subject']):>8}",
+              f"seconds per edit {r['seconds_per_edit']:.3f} (statistics {r['stats_seconds']:.1f} s), "
+              f"peak memory {r['peak_memory_mb']:.0f} MB, guard failures {r['guard_failures']}"]
+    return "\n".join(lines)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .bench.edit_run import EditProtocol, run_edits, select_cases
+    from .devices import resolve_device, resolve_dtype
+    from .editing import load_hparams, make_editor, make_hparams
+    from .editing.stats import StatsCache, load_corpus
+    from .models.registry import load_model
+    from .world.store import WorldNotBuiltError
+
+    try:
+        protocol = EditProtocol(args.protocol, args.batch_size or (1 if args.protocol == "single" else args.cases or 100),
+                                eval_each_batch=args.eval_each_batch)
+        adapter = load_model(args.model, device=resolve_device(args.device), dtype=resolve_dtype(args.dtype),
+                             **({"world_dir": args.world} if args.world else {}))
+        overrides = _parse_sets(args.set)
+        if args.hparams:
+            hp = load_hparams(args.hparams, args.editor, adapter.family)
+            if overrides:
+                hp = make_hparams(args.editor, None, {**dataclasses.asdict(hp), **overrides}, source="--set")
+        else:
+            hp = make_hparams(args.editor, adapter.family, overrides, source="--set")
+        corpus = load_corpus(args.stats_corpus) if args.stats_corpus else None
+        editor = make_editor(args.editor, hp, stats_cache=StatsCache(args.cache_dir) if args.cache_dir else None,
+                             stats_corpus=corpus, progress=not args.no_progress)
+        if args.data:
+            from .data.io import load_unike
+
+            records = load_unike(args.data, strict=True).records
+        elif getattr(adapter, "world", None) is not None:
+            records = adapter.world.records
+        else:
+            raise CLIError(f"{args.model} has no built-in records: pass --data UniKE.json")
+        cases = select_cases(records, args.cases, seed=args.seed)
+        editor.layers(adapter)  # a bad layer list is an input error, reported before any work
+    except (KeyError, ValueError, FileNotFoundError, WorldNotBuiltError) as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+    result = run_edits(adapter, editor, records, cases, protocol, max_locality=args.max_locality, seed=args.seed,
+                       full=not args.no_full, progress=not args.no_progress)
+    print(format_edit_table(result))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "edit_result.json").write_text(json.dumps(result, indent=1))
+        print(f"wrote {out / 'edit_result.json'}")
+    if args.json:
+        _emit_json(result)
+    return EXIT_OK
+
+
 # --- unike demo ------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -256,6 +339,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for the generated images")
+
+    p = add(sub, "edit", cmd_edit, "edit a model's language backbone and measure the text side before and after")
+    p.add_argument("--model", default="toy-direct", help="a model name (see `unike world show` / load_model)")
+    p.add_argument("--editor", default="rome", help="rome, memit, pmet, alphaedit or ft")
+    p.add_argument("--protocol", default="single", choices=["single", "batch", "sequential"])
+    p.add_argument("--cases", type=int, default=100, help="how many records to edit (a seeded sample)")
+    p.add_argument("--batch-size", type=int, help="cases per batch (batch/sequential; default: all cases at once)")
+    p.add_argument("--eval-each-batch", action="store_true", help="sequential: evaluate after every batch")
+    p.add_argument("--hparams", help="a TOML or YAML file of hyperparameters")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one hyperparameter (repeatable)")
+    p.add_argument("--data", help="a UniKE.json file (default: the model's own SynthWorld records)")
+    p.add_argument("--stats-corpus", help="text/JSONL file for the key statistics (default: the model's corpus)")
+    p.add_argument("--cache-dir", help="statistics cache folder (default $UNIKE_CACHE_DIR or ~/.cache/unike-interp)")
+    p.add_argument("--world", help="a built SynthWorld folder (default: the shipped world)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-locality", type=int, default=256, help="unrelated locality probes per evaluation")
+    p.add_argument("--no-full", action="store_true", help="skip the full greedy-match metric (faster)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", help="write edit_result.json here")
 
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
     p.add_argument("--out", default="runs/demo", help="output folder")

@@ -56,6 +56,8 @@ class UMMAdapter(ABC):
     """One unified multimodal model, as the rest of the toolkit sees it."""
 
     name: str
+    #: Key into the editors' per-family hyperparameter defaults (``editing.hparams.FAMILY_DEFAULTS``).
+    family: str = "llama"
     paths: ModulePaths = ModulePaths()
 
     def __init__(self, lm, tokenizer, *, device: torch.device, dtype: torch.dtype):
@@ -83,13 +85,21 @@ class UMMAdapter(ABC):
 
     @property
     def rome_layer(self) -> int:
-        """A single edit layer for ROME: the middle of :attr:`edit_layers`."""
-        layers = self.edit_layers
-        return layers[len(layers) // 2]
+        """A single edit layer for ROME: the first of :attr:`edit_layers` (``n // 8``).
+
+        Measured on the shipped SynthWorld (4 layers): at layer 1 the MLP output at the subject is
+        small (norm ~6 against ~20 in the residual) and a ROME target needs an update larger than
+        the weight itself; at layer 0, eight of eight edits succeed with relative updates ~0.4.
+        """
+        return self.edit_layers[0]
 
     def text_sites(self) -> dict[str, str]:
         """``site name -> module path`` for the residual stream after each LM layer."""
         return {f"resid.{i}": self.paths.layer.format(i) for i in range(self.num_layers)}
+
+    def default_stats_corpus(self) -> list[str] | None:
+        """Texts for the editors' key statistics when none is given (None: the caller must give one)."""
+        return None
 
     def module(self, path: str) -> torch.nn.Module:
         """The LM submodule at a dotted path (e.g. ``model.layers.1.mlp.down_proj``)."""

@@ -20,6 +20,8 @@ from .base import UMMAdapter
 class SynthWorldAdapter(UMMAdapter):
     """A SynthWorld UMM variant. Build with :func:`load_synthworld`."""
 
+    family = "synthworld"
+
     def __init__(self, name, lm, tokenizer, dit, encoder, gen_config, *, world=None, verifier=None,
                  device: torch.device, dtype: torch.dtype):
         super().__init__(lm, tokenizer, device=device, dtype=dtype)
@@ -29,6 +31,14 @@ class SynthWorldAdapter(UMMAdapter):
         self.gen_config = gen_config
         self.world = world
         self.verifier = verifier
+
+    def default_stats_corpus(self) -> list[str] | None:
+        """The world's own text corpus (what the language model was trained on), seeded."""
+        if self.world is None:
+            return None
+        from ..data.synthworld import text_corpus
+
+        return text_corpus(self.world, seed=0)
 
     @property
     def pathway(self) -> str:

@@ -44,7 +44,10 @@ class GeneratorConfig:
     # Measured on a 16-prompt overfit test: after 400 steps the loss at t=0.3 was 0.50 (lr 3e-4),
     # 0.28 (1e-3), 0.12 (3e-3), 0.086 (5e-3), 0.058 (1e-2). A small DiT from scratch is lr-starved;
     # on the full world, 1e-3 -> 5e-3 raised implicit-prompt image accuracy (toy-direct) 0.34 -> 0.68,
-    # while 8e-3 with 3,000 steps and half the explicit captions fell back to 0.46.
+    # while 8e-3 with 3,000 steps and half the explicit captions fell back to 0.46. Also measured
+    # (2,500 steps, toy-direct): 60% of each batch from implicit prompts 0.678 (no gain); a 1024-wide
+    # pooled MLP 0.621; 5,000 steps 0.785. Guidance 1/2/3/4/6 at 5,000 steps: 0.74/0.79/0.80/0.80/0.79.
+    # Captions are drawn right (0.98-1.0 per category): the name -> facts mapping is what is slow.
     lr: float = 5e-3
     warmup_steps: int = 100
     cond_dropout: float = 0.1

@@ -1,0 +1,1 @@
+"""The benchmark core: text metrics, edit runs, (later) image generation and VQA judging."""

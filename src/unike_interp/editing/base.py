@@ -1,0 +1,183 @@
+"""The editor interface, the guards every update passes, and the editor registry.
+
+An :class:`Editor` turns a list of :class:`EditRequest` into a :class:`WeightDelta` on the
+adapter's language model. :meth:`Editor.edit` leaves the edit applied and returns the handle that
+removes it bit for bit; if anything fails (a guard, an exception, an interrupt) the model is
+restored before the error propagates.
+
+Guards: every per-layer update must be finite and satisfy ``|Delta|_F / |W|_F <= max_rel_update``;
+otherwise :class:`EditGuardError` names the case(s) and the layer.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .delta import AppliedDelta, WeightDelta, WeightSnapshot
+from .hparams import EditHParams, hparams_dict, make_hparams
+from .requests import EditRequest
+from .stats import StatsCache, layer_second_moment
+
+
+class EditGuardError(RuntimeError):
+    """An update was non-finite or too large; the model has been restored."""
+
+    def __init__(self, message: str, *, cases: Sequence[str], layer: int | None):
+        super().__init__(message)
+        self.cases = list(cases)
+        self.layer = layer
+
+
+def _cases_text(requests: Sequence[EditRequest]) -> str:
+    ids = [r.case_id for r in requests]
+    return ids[0] if len(ids) == 1 else f"{len(ids)} cases ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+
+
+@dataclass
+class EditResult:
+    """What :meth:`Editor.edit` returns: the applied handle, the delta and per-edit diagnostics."""
+
+    applied: AppliedDelta
+    delta: WeightDelta
+    seconds: float
+    info: dict
+
+    def remove(self) -> None:
+        self.applied.remove()
+
+
+class Editor(ABC):
+    """Base class: hyperparameters, layers from the adapter, statistics, guards."""
+
+    name: str = "editor"
+
+    def __init__(self, hparams: EditHParams | None = None, *, stats_cache: StatsCache | None = None,
+                 stats_corpus: Sequence[str] | None = None, progress: bool = False):
+        self.hp = hparams if hparams is not None else make_hparams(self.name)
+        self.cache = stats_cache
+        self.stats_corpus = stats_corpus
+        self.progress = progress
+        self._prefix_cache: dict = {}
+
+    # --- where to edit ----------------------------------------------------------------------
+    def layers(self, adapter) -> list[int]:
+        layers = self.hp.layers if self.hp.layers is not None else adapter.edit_layers
+        n = adapter.num_layers
+        bad = [l for l in layers if l >= n]
+        if bad:
+            raise ValueError(f"{self.name}: layers {bad} do not exist ({adapter.name} has {n} layers)")
+        return list(layers)
+
+    def template(self, adapter) -> str:
+        return self.hp.module_template or adapter.edit_module_template
+
+    def module_path(self, adapter, layer: int) -> str:
+        return self.template(adapter).format(layer)
+
+    # --- shared pieces ------------------------------------------------------------------------
+    def prefixes(self, adapter) -> list[str]:
+        from .contexts import context_prefixes
+
+        key = (id(adapter.lm), self.hp.n_prefixes, self.hp.prefix_tokens, self.hp.seed)
+        if key not in self._prefix_cache:
+            self._prefix_cache[key] = context_prefixes(adapter, self.hp.n_prefixes, self.hp.prefix_tokens, self.hp.seed)
+        return self._prefix_cache[key]
+
+    def corpus(self, adapter) -> list[str]:
+        if self.stats_corpus is not None:
+            return list(self.stats_corpus)
+        texts = adapter.default_stats_corpus()
+        if texts is None:
+            raise ValueError(f"{adapter.name}: no default statistics corpus; pass stats_corpus (texts) or --stats-corpus PATH")
+        return texts
+
+    def second_moment(self, adapter, layer: int) -> tuple[torch.Tensor, dict]:
+        """``C`` ``(d_in, d_in)`` float32 on the adapter's device, and its cache key fields."""
+        C, meta = layer_second_moment(adapter, layer, texts=self.corpus(adapter), samples=self.hp.stats_samples,
+                                      dtype=self.hp.stats_dtype, cache=self.cache,
+                                      module_template=self.template(adapter), progress=self.progress)
+        return C.to(adapter.device, torch.float32), meta
+
+    def prepare(self, adapter) -> None:
+        """Compute (or load) whatever depends only on the unedited model (statistics, projectors).
+        Sequential protocols call this once, before the first batch."""
+
+    def apply_update(self, adapter, layer: int, update: torch.Tensor, requests: Sequence[EditRequest]) -> None:
+        """Guard ``update`` (``(out, in)``, float32) and add it to layer ``layer``'s edited weight."""
+        path = self.module_path(adapter, layer)
+        w = adapter.module(path).weight
+        if not torch.isfinite(update).all():
+            raise EditGuardError(f"{self.name}: non-finite update for {_cases_text(requests)} at layer {layer} ({path})",
+                                 cases=[r.case_id for r in requests], layer=layer)
+        rel = float(update.norm() / w.detach().float().norm().clamp(min=1e-12))
+        if self.hp.max_rel_update is not None and rel > self.hp.max_rel_update:
+            raise EditGuardError(
+                f"{self.name}: update for {_cases_text(requests)} at layer {layer} ({path}) has relative norm "
+                f"{rel:.3g} > max_rel_update={self.hp.max_rel_update}; lower the learning rate / raise the "
+                f"preservation weight, or raise max_rel_update",
+                cases=[r.case_id for r in requests], layer=layer)
+        with torch.no_grad():
+            w.copy_((w.float() + update.to(w.device)).to(w.dtype))
+
+    # --- the algorithm ------------------------------------------------------------------------
+    @abstractmethod
+    def _edit(self, adapter, requests: Sequence[EditRequest]) -> dict:
+        """Apply the edit to ``adapter.lm`` in place (through :meth:`apply_update`); return diagnostics."""
+
+    def edited_modules(self, adapter) -> list[str]:
+        return [self.module_path(adapter, l) for l in self.layers(adapter)]
+
+    def edit(self, adapter, requests: Sequence[EditRequest]) -> EditResult:
+        """Edit ``adapter.lm`` for ``requests`` at once; the model is restored if anything fails."""
+        if not requests:
+            raise ValueError(f"{self.name}: no requests")
+        self.prepare(adapter)
+        snap = WeightSnapshot(adapter.lm, self.edited_modules(adapter))
+        t0 = time.perf_counter()
+        try:
+            info = self._edit(adapter, list(requests))
+            for path, d in snap.delta().items():
+                if not torch.isfinite(d).all():
+                    raise EditGuardError(f"{self.name}: non-finite weights in {path} after editing {_cases_text(requests)}",
+                                         cases=[r.case_id for r in requests], layer=None)
+        except BaseException:
+            snap.restore()
+            raise
+        if adapter.device.type == "cuda":
+            torch.cuda.synchronize(adapter.device)
+        seconds = time.perf_counter() - t0
+        delta = WeightDelta(snap.delta(), {
+            "model": adapter.name,
+            "editor": self.name,
+            "hparams": hparams_dict(self.hp),
+            "cases": [r.case_id for r in requests],
+            "requests": [r.__dict__ for r in requests],
+            "dtype": str(adapter.dtype).replace("torch.", ""),
+        })
+        applied = AppliedDelta(adapter.lm, snap.saved)
+        return EditResult(applied, delta, seconds, info)
+
+
+EDITORS: dict[str, type[Editor]] = {}
+
+
+def register_editor(cls: type[Editor]) -> type[Editor]:
+    EDITORS[cls.name] = cls
+    return cls
+
+
+def make_editor(name: str, hparams: EditHParams | dict | None = None, *, family: str | None = None, **kwargs) -> Editor:
+    """An editor by name (``rome``, ``memit``, ``pmet``, ``alphaedit``, ``ft``) with family defaults."""
+    from . import alphaedit, ft, memit, pmet, rome  # noqa: F401  (register)
+
+    key = name.lower()
+    if key not in EDITORS:
+        raise KeyError(f"unknown editor {name!r}; known: {', '.join(sorted(EDITORS))}")
+    if hparams is None or isinstance(hparams, dict):
+        hparams = make_hparams(key, family, hparams)
+    return EDITORS[key](hparams, **kwargs)

@@ -1,0 +1,215 @@
+"""Editor hyperparameters: one dataclass per editor, defaults per model family, TOML/YAML files.
+
+Layers and the module template default to ``None``: the adapter supplies them from the model's
+config (``adapter.edit_layers``, ``adapter.rome_layer``, ``adapter.edit_module_template``); a
+file or override may pin them. Every value is validated in ``__post_init__``.
+
+File format (TOML shown; YAML takes the same keys)::
+
+    editor = "memit"
+    layers = [0, 1]
+    mom2_update_weight = 2000.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EditHParams:
+    """What every editor shares: where to edit, context prefixes, the target-vector optimisation
+    (ROME section 3 / MEMIT eq. 16: ``min_d -log P(target | prefix + prompt; h + d) + kl * KL +
+    wd * |d|^2 / |h|^2``, ``|d| <= clamp * |h|``) and the guard on the update's size."""
+
+    layers: list[int] | None = None
+    module_template: str | None = None
+    # Context prefixes sampled from the model itself, seeded; the empty prefix is always included.
+    n_prefixes: int = 5
+    prefix_tokens: int = 8
+    seed: int = 0
+    v_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 1e-3
+    kl_factor: float = 0.0625
+    clamp_norm_factor: float = 4.0
+    # Stop optimising a target once the mean target NLL is below this (nats).
+    v_stop_loss: float = 0.05
+    target_batch: int = 32
+    # Guard: |Delta W|_F / |W|_F above this raises EditGuardError (None: no bound).
+    max_rel_update: float | None = 2.0
+    stats_samples: int = 20000
+    stats_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.layers is not None:
+            if not self.layers or any((not isinstance(l, int)) or l < 0 for l in self.layers):
+                raise ValueError(f"layers must be a non-empty list of non-negative ints, got {self.layers!r}")
+            self.layers = sorted(set(self.layers))
+        if self.module_template is not None and "{}" not in self.module_template:
+            raise ValueError(f"module_template must contain '{{}}' for the layer index, got {self.module_template!r}")
+        for name in ("n_prefixes", "prefix_tokens", "v_steps", "target_batch", "stats_samples"):
+            if getattr(self, name) < 0 or (name in ("target_batch", "stats_samples") and getattr(self, name) == 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("v_lr", "clamp_norm_factor"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_rel_update is not None and self.max_rel_update <= 0:
+            raise ValueError(f"max_rel_update must be > 0 or None, got {self.max_rel_update}")
+        if self.stats_dtype not in ("float32", "float64"):
+            raise ValueError(f"stats_dtype must be float32 or float64, got {self.stats_dtype!r}")
+
+
+@dataclass
+class ROMEHParams(EditHParams):
+    """ROME: one layer (``layer``; default the adapter's ``rome_layer``)."""
+
+    layer: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layer is not None and self.layer < 0:
+            raise ValueError(f"layer must be >= 0, got {self.layer}")
+
+
+@dataclass
+class MEMITHParams(EditHParams):
+    """MEMIT: ``mom2_update_weight`` is lambda in ``Delta = R K^T (lambda C + K K^T)^-1``."""
+
+    mom2_update_weight: float = 2000.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mom2_update_weight < 0:
+            raise ValueError(f"mom2_update_weight must be >= 0, got {self.mom2_update_weight}")
+
+
+@dataclass
+class PMETHParams(MEMITHParams):
+    """PMET: MEMIT's update with attention+MLP target optimisation and square-root residual spread."""
+
+
+@dataclass
+class AlphaEditHParams(EditHParams):
+    """AlphaEdit: null space of the preserved keys' second moment (eigenvalues below
+    ``nullspace_threshold`` times the largest), ``l2`` the ridge term."""
+
+    nullspace_threshold: float = 1e-2
+    nullspace_relative: bool = True
+    l2: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.nullspace_threshold <= 0:
+            raise ValueError(f"nullspace_threshold must be > 0, got {self.nullspace_threshold}")
+        if self.l2 <= 0:
+            raise ValueError(f"l2 must be > 0, got {self.l2}")
+
+
+@dataclass
+class FTHParams(EditHParams):
+    """Constrained fine-tuning: Adam on the edited modules, ``|W - W0|_inf <= norm_constraint``."""
+
+    ft_steps: int = 25
+    ft_lr: float = 5e-3
+    norm_constraint: float | None = 5e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ft_steps < 1 or self.ft_lr <= 0:
+            raise ValueError(f"ft_steps must be >= 1 and ft_lr > 0, got {self.ft_steps}, {self.ft_lr}")
+        if self.norm_constraint is not None and self.norm_constraint <= 0:
+            raise ValueError(f"norm_constraint must be > 0 or None, got {self.norm_constraint}")
+
+
+HPARAMS: dict[str, type[EditHParams]] = {
+    "rome": ROMEHParams,
+    "memit": MEMITHParams,
+    "pmet": PMETHParams,
+    "alphaedit": AlphaEditHParams,
+    "ft": FTHParams,
+}
+
+# Per model family, per editor: values that differ from the dataclass defaults. Real-model values
+# follow the papers' GPT-J / Llama settings; "synthworld" was tuned on the shipped world.
+FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "synthworld": {
+        "rome": {},
+        "memit": {"mom2_update_weight": 50.0},
+        "pmet": {"mom2_update_weight": 50.0},
+        "alphaedit": {},
+        "ft": {},
+    },
+    "llama": {
+        "rome": {"v_lr": 0.5, "kl_factor": 0.0625, "prefix_tokens": 10},
+        "memit": {"mom2_update_weight": 15000.0, "prefix_tokens": 10},
+        "pmet": {"mom2_update_weight": 15000.0, "prefix_tokens": 10},
+        "alphaedit": {"l2": 10.0, "prefix_tokens": 10},
+        "ft": {"ft_lr": 5e-4, "norm_constraint": 5e-4},
+    },
+}
+
+
+def hparams_class(editor: str) -> type[EditHParams]:
+    try:
+        return HPARAMS[editor.lower()]
+    except KeyError:
+        raise KeyError(f"unknown editor {editor!r}; known: {', '.join(HPARAMS)}") from None
+
+
+def make_hparams(editor: str, family: str | None = None, overrides: dict | None = None,
+                 *, source: str = "overrides") -> EditHParams:
+    """The editor's hyperparameters: dataclass defaults < family defaults < ``overrides``."""
+    cls = hparams_class(editor)
+    values = dict(FAMILY_DEFAULTS.get(family or "", {}).get(editor.lower(), {}))
+    values.update(overrides or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown {editor} hyperparameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def load_hparams(path: str | Path, editor: str | None = None, family: str | None = None) -> EditHParams:
+    """Hyperparameters from a ``.toml``, ``.yaml`` or ``.yml`` file (an ``editor`` key may name the
+    editor; it must agree with ``editor`` when both are given)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise FileNotFoundError(f"cannot read hyperparameter file {path}: {e}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ValueError(f"{path}: expected a .toml, .yaml or .yml file")
+    except ValueError:
+        raise
+    except Exception as e:  # parser errors: name the file
+        raise ValueError(f"{path}: cannot parse: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table of hyperparameters at top level")
+    named = data.pop("editor", None)
+    if editor and named and named.lower() != editor.lower():
+        raise ValueError(f"{path}: file is for editor {named!r}, not {editor!r}")
+    editor = editor or named
+    if not editor:
+        raise ValueError(f"{path}: no editor given (pass one or add editor = \"...\" to the file)")
+    return make_hparams(editor, family, data, source=str(path))
+
+
+def hparams_dict(hp: EditHParams) -> dict:
+    return dataclasses.asdict(hp)

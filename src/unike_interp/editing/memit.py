@@ -1,0 +1,63 @@
+"""MEMIT — Meng, Sen Sharma, Andonian, Belinkov, Bau, "Mass-Editing Memory in a Transformer",
+ICLR 2023.
+
+For requests ``i = 1..n`` and critical layers ``l_1 < ... < l_L = L`` (the adapter's edit layers):
+
+    z_i = h_i^L + d_i          target residual-stream output of layer L at the subject's last
+                               token, d_i optimised as in ROME (eq. 16, targets.py)
+    for l in l_1..l_L:
+        K = [k_i^l]            keys (module inputs) at layer l, mean over prefixes  (n, d_in)
+        R = [(z_i - h_i^L) / (L - l + 1)]   remaining residual, spread over the layers left  (n, d_out)
+        Delta_l = R^T K (lambda C_l + K^T K)^-1                                        (eq. 14)
+        W_l += Delta_l
+
+``h_i^L`` is recomputed after each layer's update, and ``C_l = E[k k^T]`` with weight ``lambda``
+(``mom2_update_weight``) preserves the keys seen in the statistics corpus.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Editor, register_editor
+from .targets import mean_at_subject, optimize_targets
+
+
+def ridge_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) -> torch.Tensor:
+    """``Delta = R^T K (lam C + K^T K)^-1`` for ``R`` ``(n, d_out)``, ``K`` ``(n, d_in)``: ``(d_out, d_in)``."""
+    A = lam * C.double() + K.double().T @ K.double()
+    # A is symmetric: solve A X = K^T R  ->  Delta = X^T
+    X = torch.linalg.solve(A, K.double().T @ R.double())
+    return X.T.float()
+
+
+@register_editor
+class MEMIT(Editor):
+    name = "memit"
+    spread = "linear"
+
+    def target_sites(self, adapter, last: int) -> tuple[list[str], str]:
+        """Sites whose outputs are optimised, and the one whose target the update distributes."""
+        site = adapter.paths.layer.format(last)
+        return [site], site
+
+    def residual_scale(self, remaining: int) -> float:
+        return 1.0 / remaining
+
+    def prepare(self, adapter) -> None:
+        self._C = {l: self.second_moment(adapter, l)[0] for l in self.layers(adapter)}
+
+    def _edit(self, adapter, requests) -> dict:
+        layers = self.layers(adapter)
+        prefixes = self.prefixes(adapter)
+        sites, site = self.target_sites(adapter, layers[-1])
+        t = optimize_targets(adapter, requests, sites, prefixes, self.hp)
+        z = t.target(site).to(adapter.device)
+        for i, l in enumerate(layers):
+            path = self.module_path(adapter, l)
+            K = mean_at_subject(adapter, requests, prefixes, path, what="input").to(adapter.device)
+            cur = mean_at_subject(adapter, requests, prefixes, site, what="output").to(adapter.device)
+            R = (z - cur) * self.residual_scale(len(layers) - i)
+            update = ridge_update(R, K, self._C[l], self.hp.mom2_update_weight)
+            self.apply_update(adapter, l, update, requests)
+        return {"layers": layers, "target_nll": t.target_nll.tolist(), "target_steps": t.steps}

@@ -1,0 +1,287 @@
+"""Editors on the shipped SynthWorld LM (4 layers x 128; the quick world's 2 x 64 LM barely holds
+its facts and cannot be edited meaningfully): efficacy, bit-exact restore, deltas, guards, the
+statistics cache, hyperparameter files, and the update formulas against hand computations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unike_interp.editing import EditGuardError, EditRequest, WeightDelta, load_hparams, make_editor, make_hparams
+from unike_interp.editing.batching import make_batch
+from unike_interp.editing.memit import ridge_update
+from unike_interp.editing.stats import (StatsCache, layer_second_moment, nullspace_projector, second_moment,
+                                        key_weights_hash)
+from unike_interp.models import load_model
+
+EDITORS = ("rome", "memit", "pmet", "alphaedit", "ft")
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return load_model("toy-direct")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return StatsCache(tmp_path / "stats")
+
+
+def params(lm):
+    return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+
+
+def assert_bit_exact(lm, before):
+    after = lm.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+
+
+def requests(adapter, n, start=0):
+    """Stage-1 requests whose new target's first token is neither the LM's answer nor the old one's."""
+    from unike_interp.data.synthworld import CATEGORY_VALUES
+
+    recs = adapter.world.records[start:]
+    arg = adapter.next_token_logits([r.stage_1.prompt for r in recs]).argmax(-1).tolist()
+    out = []
+    for r, a in zip(recs, arg):
+        taken = {a, adapter.first_token_id(r.stage_1.gt)}
+        new = [v for v in CATEGORY_VALUES[r.category] if adapter.first_token_id(v) not in taken]
+        if new:
+            out.append(EditRequest(r.case_id, r.subject, r.stage_1.prompt, new[0], r.stage_1.gt, r.category))
+        if len(out) == n:
+            return out
+    raise AssertionError("not enough editable records in the quick world")
+
+
+def top1_new(adapter, reqs):
+    lg = adapter.next_token_logits([r.prompt for r in reqs]).argmax(-1)
+    return (lg == torch.tensor([adapter.first_token_id(r.target_new) for r in reqs])).float().mean().item()
+
+
+# --- subject positions ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("prompt,subject", [
+    ("The color of the drumida is", "drumida"),
+    ("The color of the {x}y is", "{x}y"),
+    ("Beside a pebble, the Zoë-ka has", "zoë-ka"),
+    ("drumida drumida is", "drumida"),
+])
+def test_subject_last_token_from_offsets(adapter, prompt, subject):
+    b = make_batch(adapter.tokenizer, [prompt, "a much longer prompt so that the first row is padded " + prompt],
+                   [subject, subject], ["red", None])
+    tok = adapter.tokenizer
+    for row in range(2):
+        pos = int(b.subject_pos[row])
+        ids = b.input_ids[row, : pos + 1].tolist()
+        text = tok.decode([i for i, m in zip(ids, b.attention_mask[row, : pos + 1].tolist()) if m], skip_special_tokens=True)
+        # the decoded text up to the subject's last token ends with the (last) subject occurrence
+        assert text.lower().rstrip().endswith(subject.lower()), (text, subject)
+    # the target's first token is predicted at the prompt's last position
+    assert int(b.target_ids[0, b.last_prompt_pos[0]]) == tok(" red", add_special_tokens=False)["input_ids"][0]
+
+
+def test_request_validation():
+    with pytest.raises(ValueError, match="case 'c1'.*does not occur"):
+        EditRequest("c1", "zib", "The color of the zob is", "red")
+    with pytest.raises(ValueError, match="empty target_new"):
+        EditRequest("c2", "zib", "The zib is", " ")
+
+
+# --- hyperparameters ---------------------------------------------------------------------
+
+def test_hparams_defaults_family_and_files(tmp_path):
+    hp = make_hparams("memit", "synthworld")
+    assert hp.layers is None and hp.module_template is None  # from the adapter
+    assert make_hparams("memit", "llama").mom2_update_weight == 15000.0
+    (tmp_path / "h.toml").write_text('editor = "rome"\nlayer = 0\nv_steps = 7\n')
+    assert load_hparams(tmp_path / "h.toml").v_steps == 7
+    (tmp_path / "h.yaml").write_text("layers: [1, 0]\nmom2_update_weight: 10\n")
+    hp = load_hparams(tmp_path / "h.yaml", "memit")
+    assert hp.layers == [0, 1] and hp.mom2_update_weight == 10
+    (tmp_path / "bad.toml").write_text('editor = "memit"\nmom2_weight = 3\n')
+    with pytest.raises(ValueError, match=r"bad\.toml.*unknown memit hyperparameter.*mom2_weight"):
+        load_hparams(tmp_path / "bad.toml")
+    (tmp_path / "neg.yaml").write_text("v_lr: -1\n")
+    with pytest.raises(ValueError, match=r"neg\.yaml.*v_lr"):
+        load_hparams(tmp_path / "neg.yaml", "rome")
+    with pytest.raises(ValueError, match="is for editor 'rome'"):
+        load_hparams(tmp_path / "h.toml", "memit")
+    with pytest.raises(ValueError, match="module_template"):
+        make_hparams("rome", None, {"module_template": "model.layers.mlp"})
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+def test_second_moment_matches_hand_computation(adapter):
+    texts = ["The color of the drumida is red.", "a flag"]
+    C, n = second_moment(adapter, "model.layers.0.mlp.down_proj", texts, samples=10_000, progress=False)
+    keys = []
+    h = adapter.module("model.layers.0.mlp.down_proj").register_forward_hook(lambda m, a, o: keys.append(a[0][0]))
+    try:
+        for t in texts:  # one at a time: no padding
+            adapter.lm(**adapter.tokenizer(t, return_tensors="pt"))
+    finally:
+        h.remove()
+    K = torch.cat(keys).double()
+    assert n == K.shape[0]
+    torch.testing.assert_close(C, (K.T @ K / n).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_statistics_cache_is_content_addressed(adapter, cache, monkeypatch):
+    import unike_interp.editing.stats as stats
+
+    texts = adapter.default_stats_corpus()[:50]
+    C1, meta = layer_second_moment(adapter, 0, texts=texts, samples=500, cache=cache, progress=False)
+    files = list(cache.root.glob("*.safetensors"))
+    assert len(files) == 1 and meta["samples"] == 500
+    monkeypatch.setattr(stats, "second_moment", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    C2, _ = layer_second_moment(adapter, 0, texts=texts, samples=500, cache=cache, progress=False)
+    assert torch.equal(C1, C2)
+    with pytest.raises(AssertionError, match="recomputed"):  # another sample count is another key
+        layer_second_moment(adapter, 0, texts=texts, samples=501, cache=cache, progress=False)
+    with pytest.raises(AssertionError, match="recomputed"):  # another corpus too
+        layer_second_moment(adapter, 0, texts=texts[:-1], samples=500, cache=cache, progress=False)
+    files[0].write_bytes(b"garbage")  # a damaged file is recomputed, not trusted
+    with pytest.raises(AssertionError, match="recomputed"):
+        layer_second_moment(adapter, 0, texts=texts, samples=500, cache=cache, progress=False)
+
+
+def test_weights_hash_tracks_the_layers_keys_depend_on(adapter):
+    h0, h1 = key_weights_hash(adapter, 0), key_weights_hash(adapter, 1)
+    w = adapter.module("model.layers.1.mlp.down_proj").weight
+    with torch.no_grad():
+        w[0, 0] += 1.0
+    try:
+        assert key_weights_hash(adapter, 0) == h0  # layer 1 does not feed layer 0's keys
+        assert key_weights_hash(adapter, 1) != h1
+    finally:
+        with torch.no_grad():
+            w[0, 0] -= 1.0
+
+
+def test_nullspace_projector_by_hand():
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
+    evals = torch.tensor([5.0, 3.0, 2.0, 1e-6, 1e-7, 0.0], dtype=torch.float64)
+    C = (Q * evals) @ Q.T
+    P = nullspace_projector(C, 1e-3, relative=True)
+    expected = Q[:, 3:] @ Q[:, 3:].T
+    torch.testing.assert_close(P, expected)
+    K0 = Q[:, :3] @ torch.randn(3, 10, generator=g, dtype=torch.float64)  # keys in the preserved span
+    assert float((P @ K0).abs().max()) < 1e-10
+
+
+def test_ridge_update_by_hand():
+    rng = np.random.default_rng(0)
+    R, K = rng.normal(size=(3, 4)), rng.normal(size=(3, 5))
+    A = rng.normal(size=(5, 5))
+    C = A @ A.T / 5
+    expected = R.T @ K @ np.linalg.inv(2.0 * C + K.T @ K)
+    got = ridge_update(torch.tensor(R), torch.tensor(K), torch.tensor(C), 2.0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-5)
+    # lambda -> 0 with independent keys: the update maps every key onto its residual exactly
+    exact = ridge_update(torch.tensor(R), torch.tensor(K), torch.tensor(C), 1e-9).double().numpy()
+    np.testing.assert_allclose(exact @ K.T, R.T, atol=1e-4)
+
+
+# --- every editor on the quick world ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_editor_edits_and_restores_bit_exact(adapter, cache, name):
+    reqs = requests(adapter, 4)
+    before = params(adapter.lm)
+    pre = top1_new(adapter, reqs)
+    editor = make_editor(name, {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
+    res = editor.edit(adapter, reqs)
+    post = top1_new(adapter, reqs)
+    assert set(res.delta.modules) == set(editor.edited_modules(adapter))
+    assert all(v > 0 for v in res.delta.norms().values())
+    if name != "ft":  # FT is reported, not required to succeed
+        assert pre == 0.0 and post >= 0.75, (name, pre, post)
+    res.remove()
+    assert_bit_exact(adapter.lm, before)
+
+
+def test_rome_update_is_rank_one_and_hits_its_target(adapter, cache):
+    from unike_interp.editing.targets import mean_at_subject
+
+    editor = make_editor("rome", family=adapter.family, stats_cache=cache)
+    req = requests(adapter, 1)
+    res = editor.edit(adapter, req)
+    try:
+        d = res.delta.deltas[editor.edited_modules(adapter)[0]]
+        s = torch.linalg.svdvals(d.double())
+        assert float(s[1] / s[0]) < 1e-5
+    finally:
+        res.remove()
+
+
+def test_delta_save_load_apply_remove(adapter, cache, tmp_path):
+    before = params(adapter.lm)
+    editor = make_editor("memit", family=adapter.family, stats_cache=cache)
+    res = editor.edit(adapter, requests(adapter, 3))
+    edited = params(adapter.lm)
+    res.remove()
+    path = res.delta.save(tmp_path / "d")
+    assert path.suffix == ".safetensors" and (tmp_path / "d.json").exists()
+    manifest = json.loads((tmp_path / "d.json").read_text())
+    assert manifest["editor"] == "memit" and manifest["model"] == "toy-direct" and len(manifest["cases"]) == 3
+    loaded = WeightDelta.load(tmp_path / "d.json")
+    with loaded.apply(adapter.lm, check_model="toy-direct"):
+        for k, v in adapter.lm.state_dict().items():
+            torch.testing.assert_close(v, edited[k], rtol=0, atol=1e-6)
+    assert_bit_exact(adapter.lm, before)
+    with pytest.raises(ValueError, match="made for model 'toy-direct'"):
+        loaded.apply(adapter.lm, check_model="other")
+    (tmp_path / "d.json").write_text(json.dumps({**manifest, "modules": {"x": [1]}}))
+    with pytest.raises(ValueError, match="do not match the manifest"):
+        WeightDelta.load(tmp_path / "d")
+
+
+def test_guard_names_case_and_layer_and_restores(adapter, cache):
+    before = params(adapter.lm)
+    editor = make_editor("rome", {"max_rel_update": 1e-9}, family=adapter.family, stats_cache=cache)
+    req = requests(adapter, 1)
+    with pytest.raises(EditGuardError, match=rf"{req[0].case_id}.*layer 0") as err:
+        editor.edit(adapter, req)
+    assert err.value.cases == [req[0].case_id] and err.value.layer == 0
+    assert_bit_exact(adapter.lm, before)
+
+
+def test_nan_guard_restores(adapter, cache, monkeypatch):
+    import unike_interp.editing.memit as memit
+
+    before = params(adapter.lm)
+    monkeypatch.setattr(memit, "ridge_update", lambda R, K, C, lam: torch.full((R.shape[1], K.shape[1]), float("nan")))
+    editor = make_editor("memit", family=adapter.family, stats_cache=cache)
+    with pytest.raises(EditGuardError, match="non-finite"):
+        editor.edit(adapter, requests(adapter, 2))
+    assert_bit_exact(adapter.lm, before)
+
+
+def test_bfloat16_edit_and_restore(cache):
+    ad = load_model("toy-direct", dtype=torch.bfloat16)
+    assert next(ad.lm.parameters()).dtype == torch.bfloat16
+    before = params(ad.lm)
+    reqs = requests(ad, 2)
+    res = make_editor("rome", family=ad.family, stats_cache=cache).edit(ad, reqs)
+    assert top1_new(ad, reqs) >= 0.5
+    res.remove()
+    assert_bit_exact(ad.lm, before)
+
+
+def test_alphaedit_update_spares_preserved_keys(adapter, cache):
+    editor = make_editor("alphaedit", family=adapter.family, stats_cache=cache)
+    res = editor.edit(adapter, requests(adapter, 2))
+    try:
+        for l in editor.layers(adapter):
+            d = res.delta.deltas[editor.module_path(adapter, l)].double()
+            P = editor._P[l].double()
+            # Delta = X P: no component along the preserved (non-null) directions
+            eye = torch.eye(P.shape[0], dtype=torch.float64)
+            assert float((d @ (eye - P)).norm() / d.norm()) < 1e-3
+    finally:
+        res.remove()
+        editor.reset()
