@@ -110,7 +110,7 @@ def test_cli_edit_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("UNIKE_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "h.toml").write_text("stats_samples = 3000\nn_prefixes = 2\n")
     rc = main(["edit", "--editor", "memit", "--protocol", "batch", "--cases", "3", "--hparams", str(tmp_path / "h.toml"),
-               "--max-locality", "20", "--no-progress", "--out", str(tmp_path / "run"), "--json"])
+               "--max-locality", "20", "--no-progress", "--out", str(tmp_path / "run"), "--save-deltas", "--json"])
     assert rc == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
@@ -119,7 +119,12 @@ def test_cli_edit_json(tmp_path, capsys, monkeypatch):
     assert result["protocol"] == {"kind": "batch", "batch_size": 3, "eval_each_batch": False}
     assert {"seconds_per_edit", "peak_memory_mb"} <= set(result)
     assert any("efficacy (top-1, stage_1)" in line for line in out)
-    assert json.loads((tmp_path / "run" / "edit_result.json").read_text())["n_cases"] == 3
+    saved = json.loads((tmp_path / "run" / "edit_result.json").read_text())
+    assert saved["n_cases"] == 3 and saved["deltas"] == ["deltas/edit_0000.safetensors"]
+    from unike_interp.editing import WeightDelta
+
+    d = WeightDelta.load(tmp_path / "run" / saved["deltas"][0])
+    assert d.manifest["editor"] == "memit" and len(d.manifest["cases"]) == 3
 
 
 def test_cli_edit_bad_input_is_a_clear_error(tmp_path, capsys):

@@ -207,12 +207,20 @@ def cmd_edit(args: argparse.Namespace) -> int:
         editor.layers(adapter)  # a bad layer list is an input error, reported before any work
     except (KeyError, ValueError, FileNotFoundError, WorldNotBuiltError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
+    if args.save_deltas and not args.out:
+        raise CLIError("--save-deltas needs --out DIR")
     result = run_edits(adapter, editor, records, cases, protocol, max_locality=args.max_locality, seed=args.seed,
-                       full=not args.no_full, progress=not args.no_progress)
+                       full=not args.no_full, progress=not args.no_progress, keep_delta=args.save_deltas)
+    deltas = result.pop("_deltas", [])
     print(format_edit_table(result))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        for i, d in enumerate(deltas):
+            d.save(out / "deltas" / f"edit_{i:04d}")
+        if deltas:
+            result["deltas"] = [f"deltas/edit_{i:04d}.safetensors" for i in range(len(deltas))]
+            print(f"wrote {len(deltas)} weight deltas to {out / 'deltas'}")
         (out / "edit_result.json").write_text(json.dumps(result, indent=1))
         print(f"wrote {out / 'edit_result.json'}")
     if args.json:
@@ -360,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-full", action="store_true", help="skip the full greedy-match metric (faster)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", help="write edit_result.json here")
+    p.add_argument("--save-deltas", action="store_true",
+                   help="also write each edit's (or batch's) weight delta under OUT/deltas (safetensors + JSON)")
 
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
     p.add_argument("--out", default="runs/demo", help="output folder")

@@ -134,8 +134,10 @@ def run_edits(adapter, editor, records: Sequence, cases: Sequence, protocol: Edi
                     for k in ("prompts", "old", "new", "case", "stage"):
                         getattr(post_cs, k).extend(getattr(cs, k))
                     loc_parts.append(loc)
-            if protocol.kind != "sequential" and applied:
-                applied.pop().remove()
+            if protocol.kind != "sequential":
+                if applied:
+                    applied.pop().remove()
+                editor.new_sequence()  # the next batch edits the unedited model (AlphaEdit: no earlier keys)
     finally:
         while applied:
             applied.pop().remove()

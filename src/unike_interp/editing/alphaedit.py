@@ -8,7 +8,8 @@ preserved keys, so that ``Delta K_0 ~ 0`` for the keys of the statistics corpus:
     Delta_l = R^T K (P (K_p^T K_p + K^T K) + alpha I)^-1 P                          (eq. 10)
 
 ``K_p`` are the keys of earlier edits in a sequence (AlphaEdit accumulates them so later batches do
-not undo earlier ones); ``alpha`` is ``l2``. By the push-through identity this equals the paper's
+not undo earlier ones; call ``editor.new_sequence()`` to start a new one, e.g. after removing the
+edits); ``alpha`` is ``l2``. By the push-through identity this equals the paper's
 ``R K^T P (K_p K_p^T P + K K^T P + alpha I)^-1`` with keys as columns.
 """
 
@@ -26,9 +27,8 @@ from .targets import mean_at_subject, optimize_targets
 class AlphaEdit(MEMIT):
     name = "alphaedit"
 
-    def prepare(self, adapter) -> None:
-        if getattr(self, "_prepared_for", None) == id(adapter.lm):
-            return  # sequential: the projector and K_p belong to the unedited model and grow with it
+    def _prepare(self, adapter) -> None:
+        # the projector belongs to the unedited model; K_p grows with the edits of a sequence
         self._P, self._Kp = {}, {}
         for l in self.layers(adapter):
             C, meta = self.second_moment(adapter, l)
@@ -36,11 +36,10 @@ class AlphaEdit(MEMIT):
                                            cache=self.cache)
             self._P[l] = P.to(adapter.device, torch.float32)
             self._Kp[l] = torch.zeros_like(C)
-        self._prepared_for = id(adapter.lm)
 
-    def reset(self) -> None:
-        """Forget earlier edits' keys (start a new sequence)."""
-        self._prepared_for = None
+    def new_sequence(self) -> None:
+        for l in getattr(self, "_Kp", {}):
+            self._Kp[l] = torch.zeros_like(self._Kp[l])
 
     def nullspace_dims(self) -> dict[int, int]:
         return {l: int(round(float(P.trace()))) for l, P in self._P.items()}

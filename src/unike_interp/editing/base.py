@@ -104,8 +104,23 @@ class Editor(ABC):
         return C.to(adapter.device, torch.float32), meta
 
     def prepare(self, adapter) -> None:
-        """Compute (or load) whatever depends only on the unedited model (statistics, projectors).
-        Sequential protocols call this once, before the first batch."""
+        """Compute (or load) whatever depends only on the unedited model (statistics, projectors),
+        once per model: later calls, e.g. for the second batch of a sequence (the model now edited),
+        reuse it. :meth:`reset` forgets it (a new sequence, or another model)."""
+        if getattr(self, "_prepared_for", None) != id(adapter.lm):
+            self._prepare(adapter)
+            self._prepared_for = id(adapter.lm)
+
+    def _prepare(self, adapter) -> None:
+        """Editor-specific part of :meth:`prepare`."""
+
+    def reset(self) -> None:
+        """Forget prepared statistics and any state carried between edits of a sequence."""
+        self._prepared_for = None
+
+    def new_sequence(self) -> None:
+        """Forget state carried between the edits of one sequence (AlphaEdit's earlier keys), keep
+        the statistics: the next edit starts from the unedited model again."""
 
     def apply_update(self, adapter, layer: int, update: torch.Tensor, requests: Sequence[EditRequest]) -> None:
         """Guard ``update`` (``(out, in)``, float32) and add it to layer ``layer``'s edited weight."""

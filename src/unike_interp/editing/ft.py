@@ -44,7 +44,7 @@ class FT(Editor):
                 mask = batch.target_ids != -100
                 picked = logp.gather(-1, batch.target_ids.clamp(min=0).unsqueeze(-1)).squeeze(-1)
                 loss = (-(picked * mask).sum(-1) / ntok).mean()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 if losses[-1] < self.hp.v_stop_loss:
                     break
                 opt.zero_grad()

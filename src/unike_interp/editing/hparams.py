@@ -31,7 +31,7 @@ class EditHParams:
     n_prefixes: int = 5
     prefix_tokens: int = 8
     seed: int = 0
-    v_steps: int = 25
+    v_steps: int = 50
     v_lr: float = 0.5
     v_weight_decay: float = 1e-3
     kl_factor: float = 0.0625
@@ -134,12 +134,16 @@ HPARAMS: dict[str, type[EditHParams]] = {
 }
 
 # Per model family, per editor: values that differ from the dataclass defaults. Real-model values
-# follow the papers' GPT-J / Llama settings; "synthworld" was tuned on the shipped world.
+# follow the papers' GPT-J / Llama settings; "synthworld" was tuned on the shipped world (100 edits
+# at once, MEMIT, layers [0, 1]: lambda 500 / 1000 / 2000 -> efficacy 0.84 / 0.84 / 0.79 at
+# locality 0.964 / 0.973 / 0.969; layer 0 alone, lambda 1000 -> 0.90 at locality 0.92).
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "synthworld": {
         "rome": {},
-        "memit": {"mom2_update_weight": 50.0},
-        "pmet": {"mom2_update_weight": 50.0},
+        # 100 edits at once need updates of 2.4x (layer 0) and >4x (layer 1, PMET 11x) the weight
+        # norm in this small LM, whose layer-1 MLP output is small: the guard is set above that.
+        "memit": {"mom2_update_weight": 1000.0, "max_rel_update": 20.0},
+        "pmet": {"mom2_update_weight": 1000.0, "max_rel_update": 20.0},
         "alphaedit": {},
         "ft": {},
     },

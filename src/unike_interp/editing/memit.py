@@ -44,7 +44,7 @@ class MEMIT(Editor):
     def residual_scale(self, remaining: int) -> float:
         return 1.0 / remaining
 
-    def prepare(self, adapter) -> None:
+    def _prepare(self, adapter) -> None:
         self._C = {l: self.second_moment(adapter, l)[0] for l in self.layers(adapter)}
 
     def _edit(self, adapter, requests) -> dict:

@@ -35,7 +35,7 @@ class ROME(Editor):
             raise ValueError(f"rome: layer {layer} does not exist ({adapter.name} has {adapter.num_layers} layers)")
         return [layer]
 
-    def prepare(self, adapter) -> None:
+    def _prepare(self, adapter) -> None:
         layer = self.layers(adapter)[0]
         C, _ = self.second_moment(adapter, layer)
         self._Cinv = torch.linalg.pinv(C.double()).float()

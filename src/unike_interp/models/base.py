@@ -87,7 +87,7 @@ class UMMAdapter(ABC):
     def rome_layer(self) -> int:
         """A single edit layer for ROME: the first of :attr:`edit_layers` (``n // 8``).
 
-        Measured on the shipped SynthWorld (4 layers): at layer 1 the MLP output at the subject is
+        Measured on the first SynthWorld LM (4 layers, MLP 512): at layer 1 the MLP output at the subject is
         small (norm ~6 against ~20 in the residual) and a ROME target needs an update larger than
         the weight itself; at layer 0, eight of eight edits succeed with relative updates ~0.4.
         """

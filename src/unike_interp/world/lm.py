@@ -25,7 +25,10 @@ class LMConfig:
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
-    intermediate_size: int = 512
+    # A wide MLP (16x) gives the editors room: with 100 MEMIT edits at once (lambda 2000, layer 0),
+    # intermediate 512 / 1024 / 2048 measured efficacy 0.35 / 0.63 / 0.84 at locality 0.94 / 0.955 /
+    # 0.955: the subjects' keys separate better in a wider key space.
+    intermediate_size: int = 2048
     max_positions: int = 256
     vocab_size: int = 1000
     epochs: float = 6.0
