@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from ..world.conditioning import position_ids_from_mask
 from .requests import subject_last_positions
 
 
@@ -89,7 +90,7 @@ def make_batch(
         target_ids[i, off:] = torch.tensor(t)
         subj_pos[i] += off
         last[i] += off
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    position_ids = position_ids_from_mask(mask)
     return EditBatch(input_ids, mask, position_ids, torch.tensor(subj_pos), target_ids, torch.tensor(last))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .base import Editor, register_editor
-from .batching import make_batch, target_count
+from .batching import make_batch, target_count, target_logprob
 
 
 @register_editor
@@ -40,10 +40,7 @@ class FT(Editor):
         try:
             for _ in range(self.hp.ft_steps):
                 logits = lm(**batch.model_inputs()).logits
-                logp = torch.log_softmax(logits.float(), -1)
-                mask = batch.target_ids != -100
-                picked = logp.gather(-1, batch.target_ids.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-                loss = (-(picked * mask).sum(-1) / ntok).mean()
+                loss = (-target_logprob(logits, batch.target_ids) / ntok).mean()
                 losses.append(float(loss.detach()))
                 if losses[-1] < self.hp.v_stop_loss:
                     break

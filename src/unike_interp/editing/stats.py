@@ -21,7 +21,6 @@ from typing import Sequence
 
 import torch
 
-from .hooks import capture_at  # noqa: F401  (re-exported for users writing their own statistics)
 
 
 def default_cache_dir() -> Path:
@@ -91,6 +90,8 @@ def second_moment(adapter, module_path: str, texts: Sequence[str], samples: int,
     non-padding tokens of ``texts`` (accumulated in float64, returned in ``dtype`` on the CPU)."""
     from tqdm.auto import tqdm
 
+    from ..world.conditioning import position_ids_from_mask
+
     module = adapter.module(module_path)
     acc = None
     n = 0
@@ -106,7 +107,7 @@ def second_moment(adapter, module_path: str, texts: Sequence[str], samples: int,
             enc = adapter.tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True,
                                     truncation=True, max_length=256).to(adapter.device)
             mask = enc["attention_mask"]
-            adapter.lm(input_ids=enc["input_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+            adapter.lm(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position_ids_from_mask(mask))
             k = store["x"][mask.bool()].double().cpu()
             acc = k.T @ k if acc is None else acc + k.T @ k
             n += k.shape[0]

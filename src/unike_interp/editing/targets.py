@@ -17,12 +17,13 @@ together); each gets its own ``d``.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from .batching import make_batch, target_count
+from .batching import make_batch, target_count, target_logprob
 from .hooks import add_at, capture_at
 from .requests import EditRequest
 
@@ -77,16 +78,9 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     modules = {s: adapter.module(s) for s in sites}
     ntok = target_count(batch.target_ids[:n_main]).clamp(min=1).float()
 
-    with torch.no_grad():
-        caps = {}
-        handles = [capture_at(m, batch.subject_pos, what="output") for m in modules.values()]
-        for s, h in zip(sites, handles):
-            caps[s] = h.__enter__()
-        try:
-            logits0 = lm(**inputs).logits
-        finally:
-            for h in handles:
-                h.__exit__(None, None, None)
+    with torch.no_grad(), ExitStack() as stack:
+        caps = {s: stack.enter_context(capture_at(modules[s], batch.subject_pos, what="output")) for s in sites}
+        logits0 = lm(**inputs).logits
         base = {s: caps[s]["value"][:n_main].float().view(R, P, -1).mean(1) for s in sites}
         ess_logp0 = torch.log_softmax(logits0[n_main + torch.arange(R, device=dev), batch.last_prompt_pos[n_main:]].float(), -1)
 
@@ -102,18 +96,11 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     nll_req = torch.zeros(R)
     try:
         for step in range(max(hp.v_steps, 1)):
-            ctxs = [add_at(modules[s], batch.subject_pos, deltas[s][owner_all]) for s in sites]
-            for c in ctxs:
-                c.__enter__()
-            try:
+            with ExitStack() as stack:
+                for s in sites:
+                    stack.enter_context(add_at(modules[s], batch.subject_pos, deltas[s][owner_all]))
                 logits = lm(**inputs).logits
-            finally:
-                for c in ctxs:
-                    c.__exit__(None, None, None)
-            logp = torch.log_softmax(logits[:n_main].float(), -1)
-            tmask = batch.target_ids[:n_main] != -100
-            picked = logp.gather(-1, batch.target_ids[:n_main].clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            nll_rows = -(picked * tmask).sum(-1) / ntok
+            nll_rows = -target_logprob(logits[:n_main], batch.target_ids[:n_main]) / ntok
             nll = nll_rows.view(R, P).mean(1)
             nll_req = nll.detach().cpu()
             steps = step + 1
