@@ -83,3 +83,29 @@ def test_group_without_subcommand_shows_help(capsys):
     with pytest.raises(SystemExit):
         main(["data"])
     assert "validate" in capsys.readouterr().out
+
+
+def test_world_build_config_overrides(tmp_path):
+    import pytest
+
+    from unike_interp.cli import CLIError, _load_build_config, _override_build_config
+    from unike_interp.world.build import BuildConfig, stage_keys
+
+    base = BuildConfig()
+    cfg = _override_build_config(base, {"generator.steps": 123, "n_explicit": 7})
+    assert cfg.generator.steps == 123 and cfg.n_explicit == 7 and base.generator.steps != 123
+    keys, new = stage_keys(base), stage_keys(cfg)
+    # Only the generator stages depend on these settings: the LM and verifier stay built.
+    assert keys["lm"] == new["lm"] and keys["verifier"] == new["verifier"]
+    assert keys["toy-direct"] != new["toy-direct"]
+    with pytest.raises(CLIError, match="unknown field 'stepz'"):
+        _override_build_config(base, {"generator.stepz": 1})
+    with pytest.raises(CLIError, match="not a config section"):
+        _override_build_config(base, {"seed.x": 1})
+    # A world's build.json round-trips to the configuration that made it.
+    path = tmp_path / "build.json"
+    path.write_text(json.dumps({"config": cfg.to_dict(), "seconds": {}}))
+    assert _load_build_config(str(path)) == cfg
+    path.write_text("{not json")
+    with pytest.raises(CLIError, match="cannot read build config"):
+        _load_build_config(str(path))

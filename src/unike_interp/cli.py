@@ -94,13 +94,55 @@ def cmd_world_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_build_config(path: str):
+    """A BuildConfig from a JSON file: a world's ``build.json`` (its ``config``) or a bare config."""
+    from .world.build import BuildConfig
+
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CLIError(f"cannot read build config {p}: {exc}") from None
+    d = d.get("config", d)
+    try:
+        return BuildConfig.from_dict(d)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CLIError(f"{p}: not a SynthWorld build config ({exc})") from None
+
+
+def _override_build_config(config, sets: dict):
+    """Apply ``--set section.field=value`` overrides (e.g. ``generator.steps=20000``)."""
+    from .world.build import BuildConfig
+
+    d = config.to_dict()
+    for key, value in sets.items():
+        *path, leaf = key.split(".")
+        node = d
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise CLIError(f"--set {key}: {part!r} is not a config section (sections: lm, generator, verifier)")
+            node = node[part]
+        if leaf not in node:
+            raise CLIError(f"--set {key}: unknown field {leaf!r}; known: {', '.join(sorted(node))}")
+        node[leaf] = value
+    try:
+        return BuildConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"--set: {exc}") from None
+
+
 def cmd_world_build(args: argparse.Namespace) -> int:
     from .devices import resolve_device
     from .world.build import PATHWAY_NAMES, BuildConfig, build_world
 
-    config = BuildConfig.quick_config(args.seed) if args.quick else BuildConfig(seed=args.seed)
-    if not args.quick:
-        config.lm.seed = config.generator.seed = config.verifier.seed = args.seed
+    if args.config:
+        config = _load_build_config(args.config)
+    else:
+        config = BuildConfig.quick_config(args.seed) if args.quick else BuildConfig(seed=args.seed)
+        if not args.quick:
+            config.lm.seed = config.generator.seed = config.verifier.seed = args.seed
+    if args.set:
+        config = _override_build_config(config, _parse_sets(args.set))
     pathways = tuple(args.pathways.split(",")) if args.pathways else tuple(PATHWAY_NAMES)
     unknown = [p for p in pathways if p not in PATHWAY_NAMES]
     if unknown:
@@ -342,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
     p.add_argument("--pathways", help="comma-separated subset of toy-direct,toy-queries,toy-bottleneck")
+    p.add_argument("--config", help="build from this configuration (a world's build.json, e.g. the shipped one's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one build setting, e.g. generator.steps=20000 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p = add(world_sub, "eval", cmd_world_eval, "measure text recall, reasoning, verifier and image accuracy")
     p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")

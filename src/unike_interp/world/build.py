@@ -178,6 +178,7 @@ def build_world(
 
     def finish(name: str, t0: float) -> None:
         seconds[name] = round(time.perf_counter() - t0, 2)
+        manifest.setdefault("stage_devices", {})[name] = str(device)
         save_manifest()
         echo(f"[build] {name} done in {seconds[name]:.1f} s")
 
