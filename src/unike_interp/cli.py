@@ -270,6 +270,56 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- unike bench / report ---------------------------------------------------------------------
+
+def bench_config_from_args(args: argparse.Namespace):
+    from .bench.pipeline import BenchConfig
+
+    try:
+        return BenchConfig(
+            model=args.model, editor=args.editor, protocol=args.protocol, batch_size=args.batch_size,
+            cases=None if args.all_cases else args.cases, data=args.data, world=args.world, judge=args.judge,
+            judge_options=_parse_sets(args.judge_option), compose=args.compose, hparams=_parse_sets(args.set),
+            hparams_file=args.hparams, stats_corpus=args.stats_corpus, device=args.device, dtype=args.dtype,
+            seed=args.seed, text_locality_probes=args.text_locality, image_locality_probes=args.image_locality,
+            bootstrap=args.bootstrap,
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.aggregate import render_markdown
+    from .bench.pipeline import RunFolderError, run_bench
+    from .world.store import WorldNotBuiltError
+
+    config = bench_config_from_args(args)
+    out = args.out or f"runs/bench/{config.model}-{config.editor}-{config.protocol}-s{config.seed}"
+    try:
+        table = run_bench(config, out, resume=args.resume, progress=not args.no_progress)
+    except (RunFolderError, KeyError, ValueError, FileNotFoundError, WorldNotBuiltError) as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+    print(render_markdown(table))
+    print(f"run folder: {out} (table.md, table.csv, table.json, ledger.jsonl, images/)")
+    if args.json:
+        _emit_json(table)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .bench.aggregate import render_markdown, report
+    from .bench.ledger import LedgerError
+
+    try:
+        table = report(args.run)
+    except (FileNotFoundError, LedgerError) as exc:
+        raise CLIError(str(exc)) from None
+    print(render_markdown(table))
+    if args.json:
+        _emit_json(table)
+    return EXIT_OK
+
+
 # --- unike demo ------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -415,6 +465,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write edit_result.json here")
     p.add_argument("--save-deltas", action="store_true",
                    help="also write each edit's (or batch's) weight delta under OUT/deltas (safetensors + JSON)")
+
+    p = add(sub, "bench", cmd_bench, "the benchmark: edit, text metrics, reasoning, direct and reasoning images, VQA, table")
+    p.add_argument("--model", default="toy-direct", help="a model name (toy-direct, toy-queries, toy-bottleneck, ...)")
+    p.add_argument("--editor", default="memit", help="rome, memit, pmet, alphaedit or ft")
+    p.add_argument("--protocol", default="batch", choices=["single", "batch", "sequential"])
+    p.add_argument("--batch-size", type=int, help="cases per edit (batch/sequential; default: all cases at once)")
+    p.add_argument("--cases", type=int, default=100, help="how many records (a seeded sample)")
+    p.add_argument("--all-cases", action="store_true", help="every record of the data")
+    p.add_argument("--data", help="a UniKE.json file (default: the model's own SynthWorld records)")
+    p.add_argument("--out", help="run folder (default runs/bench/<model>-<editor>-<protocol>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or kill)")
+    p.add_argument("--judge", default="verifier", help="verifier, openai or vlm")
+    p.add_argument("--judge-option", action="append", metavar="KEY=VALUE",
+                   help="judge setting, e.g. base_url=http://127.0.0.1:8000/v1 (API keys: environment only)")
+    p.add_argument("--compose", default="replace", choices=["replace", "prepend"],
+                   help="reasoning-mode prompt: the caption alone, or the reasoning then the image prompt")
+    p.add_argument("--hparams", help="a TOML or YAML file of editor hyperparameters")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one editor hyperparameter")
+    p.add_argument("--stats-corpus", help="text/JSONL file for the key statistics (default: the model's corpus)")
+    p.add_argument("--world", help="a built SynthWorld folder (default: the shipped world)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-locality", type=int, default=64, help="unrelated text probes per evaluation point")
+    p.add_argument("--image-locality", type=int, default=16, help="unedited subjects drawn per evaluation point")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = add(sub, "report", cmd_report, "re-render a benchmark run's tables from its ledger")
+    p.add_argument("run", help="a run folder written by `unike bench`")
 
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
     p.add_argument("--out", default="runs/demo", help="output folder")

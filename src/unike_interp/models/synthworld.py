@@ -40,6 +40,12 @@ class SynthWorldAdapter(UMMAdapter):
 
         return text_corpus(self.world, seed=0)
 
+    def reasoning_prompt(self, image_prompt: str, subject: str, category: str) -> str:
+        """The reasoning request in the format the SynthWorld language model was trained on."""
+        from ..data.synthworld.corpus import reasoning_prompt
+
+        return reasoning_prompt(image_prompt, subject, category)
+
     @property
     def pathway(self) -> str:
         return self.encoder.pathway

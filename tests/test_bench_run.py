@@ -1,0 +1,142 @@
+"""The benchmark end to end on the shipped SynthWorld (a few cases): run folder, failures counted,
+refusals, and kill -9 at a random point followed by --resume giving the uninterrupted table."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from unike_interp.bench.pipeline import BenchConfig, RunFolderError, run_bench
+from unike_interp.cli import main
+from unike_interp.editing import make_editor
+from unike_interp.editing.stats import StatsCache
+from unike_interp.judges import Judge, VerifierJudge
+from unike_interp.models import load_model
+
+FAST = {"stats_samples": 3000, "n_prefixes": 2}
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return load_model("toy-direct")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("stats")
+
+
+def _editor(adapter, cache_dir, name="rome"):
+    return make_editor(name, FAST, family=adapter.family, stats_cache=StatsCache(cache_dir))
+
+
+def test_run_folder_and_refusals(adapter, cache_dir, tmp_path):
+    cfg = BenchConfig(editor="rome", protocol="single", cases=3, image_locality_probes=2, text_locality_probes=8,
+                      bootstrap=100, hparams=FAST)
+    out = tmp_path / "run"
+    t = run_bench(cfg, out, adapter=adapter, editor=_editor(adapter, cache_dir), judge=VerifierJudge(adapter.verifier),
+                  progress=False, echo=lambda s: None)
+    entries = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    cases = [e for e in entries if e["type"] == "case"]
+    points = [e for e in entries if e["type"] == "point"]
+    assert len(cases) == 3 and len(points) == 3 and len({e["case_id"] for e in cases}) == 3
+    n_stages = sum(len(e["stages"]) for e in cases)
+    assert t["n_cases"] == 3 and t["n_items"] == n_stages
+    for e in cases:
+        for name, s in e["stages"].items():
+            for key in ("pre",):
+                assert (out / s[key]["image"]).exists()
+            assert (out / s["direct"]["image"]).exists()
+            assert s["reasoning"]["request"].startswith("Request:")
+    for f in ("config.json", "manifest.json", "table.md", "table.csv", "table.json"):
+        assert (out / f).exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["versions"]["torch"] and "git_sha" in manifest and manifest["device"] == "cpu"
+    assert json.loads((out / "table.json").read_text()) == t
+    # a second run into the same folder must be asked for explicitly
+    with pytest.raises(RunFolderError, match="--resume"):
+        run_bench(cfg, out, adapter=adapter, judge=VerifierJudge(adapter.verifier), progress=False, echo=lambda s: None)
+    other = BenchConfig(**{**cfg.to_dict(), "compose": "prepend"})
+    with pytest.raises(RunFolderError, match="compose"):
+        run_bench(other, out, resume=True, adapter=adapter, judge=VerifierJudge(adapter.verifier), progress=False,
+                  echo=lambda s: None)
+    # nothing left to do: resume just re-renders the same table
+    assert run_bench(cfg, out, resume=True, adapter=adapter, judge=VerifierJudge(adapter.verifier), progress=False,
+                     echo=lambda s: None) == t
+
+
+class RaisingJudge(Judge):
+    name = "raising"
+
+    def judge_batch(self, images, cases, stages, targets=None):
+        raise ConnectionError("judge offline")
+
+
+def test_failures_are_counted_not_dropped(adapter, cache_dir, tmp_path, monkeypatch):
+    real = adapter.generate_images
+
+    def flaky(prompts, **kw):  # image generation fails whenever a batch holds a flag picture
+        if any("flag" in p for p in prompts):
+            raise RuntimeError("out of paint")
+        return real(prompts, **kw)
+
+    monkeypatch.setattr(adapter, "generate_images", flaky)
+    cfg = BenchConfig(editor="rome", protocol="batch", cases=3, image_locality_probes=0, text_locality_probes=4,
+                      bootstrap=50, hparams=FAST)
+    t = run_bench(cfg, tmp_path / "f", adapter=adapter, editor=_editor(adapter, cache_dir), judge=RaisingJudge(),
+                  progress=False, echo=lambda s: None)
+    entries = [json.loads(x) for x in (tmp_path / "f" / "ledger.jsonl").read_text().splitlines()]
+    stages = [s for e in entries if e["type"] == "case" for s in e["stages"].values()]
+    assert t["n_items"] == len(stages) and t["n_cases"] == 3
+    has_flag = any("flag" in s["reasoning"]["request"] for s in stages)
+    gen_failed = sum(s["direct"]["generation_error"] is not None for s in stages)
+    assert gen_failed == (len(stages) if has_flag else 0)
+    # every judged image became a judge error; none vanished from a denominator
+    judged = sum(s[k]["vqa"] is not None for s in stages for k in ("direct", "reasoning_image"))
+    judged += sum(s["pre"]["vqa_gt"] is not None for s in stages)
+    assert t["counts"]["judge_errors"] == judged
+    o = t["main"]["overall"]
+    assert o["vqa_direct"]["rate"] == 0.0 and o["vqa_direct"]["n"] == t["main"]["overall"]["n"]
+    assert o["vqa_direct"]["judge_errors"] + o["vqa_direct"]["failures"] == o["n"]
+
+
+def _bench_args(out):
+    return ["bench", "--editor", "rome", "--protocol", "single", "--cases", "6", "--image-locality", "2",
+            "--text-locality", "8", "--bootstrap", "200", "--set", "stats_samples=3000", "--set", "n_prefixes=2",
+            "--out", str(out), "--no-progress", "--device", "cpu"]
+
+
+def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("UNIKE_CACHE_DIR", str(cache_dir))
+    ref = tmp_path / "ref"
+    assert main(_bench_args(ref)) == 0
+    ref_table = json.loads((ref / "table.json").read_text())
+    n_lines = len((ref / "ledger.jsonl").read_text().splitlines())
+    assert n_lines == 12  # 6 cases + 6 evaluation points
+
+    kill_at = int(np.random.default_rng(int(time.time())).integers(1, n_lines))
+    out = tmp_path / "killed"
+    env = {**os.environ, "UNIKE_CACHE_DIR": str(cache_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "unike_interp", *_bench_args(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = out / "ledger.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ledger.exists() and ledger.read_bytes().count(b"\n") >= kill_at:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) before the kill at line {kill_at}"
+    assert main([*_bench_args(out), "--resume"]) == 0
+    lines = [json.loads(x) for x in ledger.read_text().splitlines()]
+    ids = [e["case_id"] for e in lines if e["type"] == "case"]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6  # no case lost, none duplicated
+    assert len([e for e in lines if e["type"] == "point"]) == 6
+    assert json.loads((out / "table.json").read_text()) == ref_table, f"killed at line {kill_at}"
+    assert main(["report", str(out), "--json"]) == 0
