@@ -19,13 +19,18 @@ from ..data.schema import Record
 
 @dataclass(frozen=True)
 class Verdict:
-    """One judgement. ``verdict``: does the image show ``target``? (``None`` on a judge error)."""
+    """One judgement. ``verdict``: does the image show ``target``? (``None`` on a judge error).
+
+    ``explanation`` is the judge's one-sentence reason where it gives one (the model judges do;
+    the SynthWorld verifier does not). It comes last so positional construction stays valid.
+    """
 
     verdict: bool | None
     predicted: str | None
     confidence: float | None
     target: str
     error: str | None = None
+    explanation: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
