@@ -109,3 +109,16 @@ def test_world_build_config_overrides(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CLIError, match="cannot read build config"):
         _load_build_config(str(path))
+
+
+def test_demo_runs_the_benchmark(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNIKE_CACHE_DIR", str(tmp_path / "cache"))
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--no-world-eval", "--models", "toy-direct",
+               "--editor", "rome", "--cases", "2", "--no-progress", "--json"])
+    summary, lines = _last_json(capsys)
+    assert rc == 0 and set(summary["bench"]) == {"toy-direct"}
+    overall = summary["bench"]["toy-direct"]["overall"]
+    assert overall["n"] == 2 and overall["vqa_direct"]["n"] == 2
+    table = (tmp_path / "demo" / "bench" / "summary.md").read_text()
+    assert "| toy-direct | rome | 2 |" in table
+    assert (tmp_path / "demo" / "bench" / "toy-direct-rome" / "ledger.jsonl").exists()

@@ -347,7 +347,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "contact_sheet": str(out / "contact_sheet.png"),
         **counts,
     }
-    summary["world_eval"] = _demo_world_eval(out, args)
+    summary["world_eval"] = _demo_world_eval(out, args) if not args.no_world_eval else None
+    if summary["world_eval"] is not None or args.no_world_eval:
+        summary["bench"] = _demo_bench(out, args)
     if args.json:
         _emit_json(summary)
     return EXIT_OK if loaded.ok else EXIT_INVALID
@@ -388,6 +390,47 @@ def _demo_world_eval(out: Path, args: argparse.Namespace) -> dict | None:
     return {k: v for k, v in result.items() if k not in ("image_details", "reasoning_examples")} | {
         "generated_sheet": str(path)
     }
+
+
+def _demo_bench(out: Path, args: argparse.Namespace) -> dict:
+    """The benchmark on the three SynthWorld variants with one editor; a summary table across them."""
+    import shutil
+    import time
+
+    from .bench.aggregate import render_markdown
+    from .bench.pipeline import BenchConfig, run_bench
+
+    tables = {}
+    for model in args.models.split(","):
+        run_dir = out / "bench" / f"{model}-{args.editor}"
+        if run_dir.exists():  # the demo's own folder: every demo is a fresh run
+            shutil.rmtree(run_dir)
+        cfg = BenchConfig(model=model, editor=args.editor, protocol="batch", cases=args.cases, seed=args.seed,
+                          device=args.device, world=getattr(args, "world", None))
+        t0 = time.perf_counter()
+        tables[model] = run_bench(cfg, run_dir, progress=not args.no_progress)
+        print(render_markdown(tables[model]))
+        print(f"({model}: {time.perf_counter() - t0:.0f} s; run folder {run_dir})\n")
+    summary = demo_summary(tables)
+    (out / "bench" / "summary.md").write_text(summary, encoding="utf-8")
+    print(summary)
+    return {m: {"overall": t["main"].get("overall"), "locality": t["locality"]} for m, t in tables.items()}
+
+
+def demo_summary(tables: dict) -> str:
+    """One line per model: overall stage-1 rates and locality, the cross-variant comparison."""
+    def pct(d):
+        return "-" if not d or d.get("rate") is None else f"{100 * d['rate']:.1f} [{100 * d['ci'][0]:.1f}, {100 * d['ci'][1]:.1f}]"
+
+    head = ["Model", "Editor", "n", "Eff.", "Reason.", "VQA Direct", "VQA Reasoning", "Pre-edit VQA",
+            "Text locality", "Image locality"]
+    lines = ["Overall, stage 1, rates in % [95% CI]:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, t in tables.items():
+        o = t["main"].get("overall", {})
+        lines.append(f"| {model} | {t['editor']} | {o.get('n', 0)} | " + " | ".join(
+            pct(o.get(k)) for k in ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa"))
+            + f" | {pct(t['locality']['text'])} | {pct(t['locality']['image'])} |")
+    return "\n".join(lines) + "\n"
 
 
 # --- parser ----------------------------------------------------------------------------------
@@ -501,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--models", default="toy-direct,toy-queries,toy-bottleneck", help="models to benchmark")
+    p.add_argument("--editor", default="memit", help="the editor the demo benchmarks")
+    p.add_argument("--cases", type=int, default=100, help="cases per model")
+    p.add_argument("--no-world-eval", action="store_true", help="skip `unike world eval` (about a minute)")
+    p.add_argument("--no-progress", action="store_true")
     return parser
 
 
