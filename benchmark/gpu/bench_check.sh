@@ -7,11 +7,11 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 UNIKE_C
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 run() {  # name, extra args
   local name=$1; shift
-  local t0=$(date +%s.%N)
+  local t0=$(date +%s)
   python3 -m unike_interp bench --model toy-direct --editor memit --device cuda --no-progress --out /tmp/$name "$@" \
       > "$OUT/$name.log" 2>&1
   local rc=$?
-  echo "$name rc=$rc wall=$(echo "$(date +%s.%N) - $t0" | bc) s"
+  echo "$name rc=$rc wall=$(( $(date +%s) - t0 )) s"
   mkdir -p "$OUT/$name"; cp /tmp/$name/table.md /tmp/$name/manifest.json "$OUT/$name/" 2>/dev/null
   tail -3 "$OUT/$name.log"
 }
