@@ -320,6 +320,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- unike analyze ----------------------------------------------------------------------------
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .bench.pipeline import RunFolderError, run_bench
+    from .interp.analyze import analyze_run
+    from .models.sites import SiteError
+    from .world.store import WorldNotBuiltError
+
+    try:
+        if args.run:
+            run = Path(args.run)
+            if not (run / "config.json").exists():
+                raise CLIError(f"{run} is not a benchmark run folder (no config.json); run `unike bench --out {run}` first")
+        else:
+            if not args.out:
+                raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
+            run = Path(args.out)
+            config = bench_config_from_args(args)
+            run_bench(config, run, resume=(run / "ledger.jsonl").exists(), progress=not args.no_progress)
+        summary = analyze_run(run, args.analysis_out, device=None if args.device == "auto" else args.device,
+                              progress=not args.no_progress)
+    except (RunFolderError, KeyError, ValueError, FileNotFoundError, WorldNotBuiltError, SiteError) as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+    print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']}: {summary['hdf5']}")
+    rows = sorted(summary["aucs"]["vqa_direct"].items(), key=lambda kv: -abs((kv[1]["auc"] or 0.5) - 0.5))
+    print(f"{'statistic':<44}{'AUC (VQA direct)':>18}{'AUC (VQA reasoning)':>21}")
+    for name, d in rows[:25]:
+        r = summary["aucs"]["vqa_reasoning"].get(name, {})
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"
+        print(f"{name:<44}{fmt(d['auc']):>18}{fmt(r.get('auc')):>21}")
+    for fig in summary.get("figures", []) or []:
+        print(f"figure: {fig}")
+    if args.json:
+        _emit_json(summary)
+    return EXIT_OK
+
+
 # --- unike demo ------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -534,6 +571,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-locality", type=int, default=64, help="unrelated text probes per evaluation point")
     p.add_argument("--image-locality", type=int, default=16, help="unedited subjects drawn per evaluation point")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = add(sub, "analyze", cmd_analyze, "record both pathways before/after each edit of a run; gap statistics, AUCs, figures")
+    p.add_argument("--run", help="a benchmark run folder (written by `unike bench`)")
+    p.add_argument("--analysis-out", help="where the HDF5, stats.json and figures go (default RUN/analysis)")
+    for a, kw in (("--model", {"default": "toy-direct"}), ("--editor", {"default": "memit"}),
+                  ("--protocol", {"default": "batch", "choices": ["single", "batch", "sequential"]}),
+                  ("--batch-size", {"type": int}), ("--cases", {"type": int, "default": 100}),
+                  ("--data", {}), ("--out", {"help": "run folder for the benchmark run analyze makes first"}),
+                  ("--judge", {"default": "verifier"}), ("--compose", {"default": "replace"}),
+                  ("--hparams", {}), ("--stats-corpus", {}), ("--world", {}), ("--device", {"default": "auto"}),
+                  ("--dtype", {"default": "float32"}), ("--seed", {"type": int, "default": 0}),
+                  ("--text-locality", {"type": int, "default": 64}), ("--image-locality", {"type": int, "default": 16}),
+                  ("--bootstrap", {"type": int, "default": 1000})):
+        p.add_argument(a, **kw)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--judge-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--all-cases", action="store_true")
     p.add_argument("--no-progress", action="store_true")
 
     p = add(sub, "report", cmd_report, "re-render a benchmark run's tables from its ledger")

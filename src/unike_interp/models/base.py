@@ -97,6 +97,44 @@ class UMMAdapter(ABC):
         """``site name -> module path`` for the residual stream after each LM layer."""
         return {f"resid.{i}": self.paths.layer.format(i) for i in range(self.num_layers)}
 
+    #: Where the language model sits inside :meth:`trace_module` (a dotted prefix).
+    trace_lm_prefix: str = "lm"
+
+    def sites(self) -> list:
+        """Every recording site, in execution order (:class:`~unike_interp.models.sites.Site`).
+
+        Text pathway, from the config: the MLP output of each edit layer and the residual stream
+        after every layer, read at the subject's last token and the prompt's last token. Then the
+        family's conditioning and generator sites (:meth:`conditioning_sites`).
+        """
+        from .sites import Site
+
+        pre = self.trace_lm_prefix + "."
+        out = []
+        for i in range(self.num_layers):
+            if i in self.edit_layers:
+                out.append(Site(f"text.mlp.{i}", "text", pre + self.paths.mlp.format(i), positions="tokens"))
+            out.append(Site(f"text.resid.{i}", "text", pre + self.paths.layer.format(i), positions="tokens"))
+        return out + self.conditioning_sites()
+
+    def conditioning_sites(self) -> list:
+        """The conditioning tensor, connector and generator-block sites (family-specific)."""
+        return []
+
+    def trace_module(self) -> torch.nn.Module:
+        """An ``nn.Module`` whose forward runs the whole pathway once (see :meth:`trace_inputs`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no trace module")
+
+    def trace_inputs(self, prompts: Sequence[str], *, seed: int = 0) -> tuple[tuple, dict]:
+        """``(args, extra)`` for ``trace_module()(*args)``; ``extra`` holds ``input_ids``,
+        ``attention_mask`` and ``offset_mapping`` of the tokenised prompts."""
+        raise NotImplementedError(f"{type(self).__name__} declares no trace inputs")
+
+    def reference_prompt(self, record, stage: str, value: str) -> str:
+        """An image prompt with ``value`` (of the record's category) spelled out."""
+        st = record.stage(stage)
+        return f"{st.image_prompt}, whose {record.category} is {value}"
+
     def default_stats_corpus(self) -> list[str] | None:
         """Texts for the editors' key statistics when none is given (None: the caller must give one)."""
         return None

@@ -46,6 +46,47 @@ class SynthWorldAdapter(UMMAdapter):
 
         return reasoning_prompt(image_prompt, subject, category)
 
+    # --- interpretability -------------------------------------------------------------------
+    def conditioning_sites(self) -> list:
+        """Connector input/output (bottleneck), the tensor the DiT receives (its ``hidden``
+        argument, ``input:1``), and every DiT block's output at a fixed noise and timestep."""
+        from .sites import Site
+
+        out = []
+        if self.pathway == "bottleneck":
+            out += [Site("cond.connector_in", "conditioning", "encoder.proj", read="input:0"),
+                    Site("cond.connector_out", "conditioning", "encoder.proj")]
+        out.append(Site("cond.tensor", "conditioning", "dit", read="input:1"))
+        out += [Site(f"gen.block.{i}", "generator", f"dit.{b}") for i, b in enumerate(self.generator_blocks)]
+        return out
+
+    def trace_module(self) -> torch.nn.Module:
+        if getattr(self, "_trace_module", None) is None:
+            self._trace_module = _SynthWorldPath(self.lm, self.encoder, self.generator)
+        return self._trace_module
+
+    #: The DiT is read at flow time t = 0.5 on seeded noise: x_t = 0.5 * eps (x_0 = 0, mid-grey).
+    trace_timestep: float = 0.5
+
+    def trace_inputs(self, prompts: Sequence[str], *, seed: int = 0) -> tuple[tuple, dict]:
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, return_offsets_mapping=True)
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        size = self.gen_config.image_size
+        eps = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed))
+        x = (self.trace_timestep * eps).expand(len(prompts), -1, -1, -1).to(self.device, torch.float32).contiguous()
+        t = torch.full((len(prompts),), 1000.0 * self.trace_timestep, device=self.device)
+        return (ids, mask, x, t), {"input_ids": ids, "attention_mask": mask, "offset_mapping": enc["offset_mapping"]}
+
+    def reference_prompt(self, record, stage: str, value: str) -> str:
+        """The subject's full caption (every value spelled out, no name) with ``value`` for its category."""
+        from ..data.synthworld.corpus import describe
+        from ..data.synthworld.vocab import STAGE_LAYOUT
+
+        if self.world is None:
+            return super().reference_prompt(record, stage, value)
+        layout = STAGE_LAYOUT.get(stage, "single")
+        return describe(self.world.subject(record.subject).scene(layout, **{record.category: value}))
+
     @property
     def pathway(self) -> str:
         return self.encoder.pathway
@@ -120,3 +161,21 @@ def load_synthworld(
         name, files.lm, files.tokenizer, dit, encoder, gcfg,
         world=files.world, verifier=files.verifier, device=device, dtype=dtype,
     )
+
+
+class _SynthWorldPath(torch.nn.Module):
+    """prompt ids -> LM -> conditioning -> one DiT call; the module nnsight traces.
+
+    Holds references (not copies) to the adapter's LM, encoder and DiT, so an applied weight
+    delta is what gets traced.
+    """
+
+    def __init__(self, lm, encoder, dit):
+        super().__init__()
+        self.lm = lm
+        self.encoder = encoder
+        self.dit = dit
+
+    def forward(self, input_ids, attention_mask, x, t):
+        cond = self.encoder(self.lm, input_ids, attention_mask)
+        return self.dit(x.to(cond.hidden.dtype), cond.hidden, cond.mask, t.to(cond.hidden.dtype)), cond

@@ -1,0 +1,1 @@
+"""Interpretability tools over the toolkit's models."""

@@ -1,0 +1,243 @@
+"""Interpretability statistics and value probes against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from unike_interp.interp.probes import (
+    ValueProbe, fit_value_probes, group_folds, probe_all_categories, probe_shift,
+)
+from unike_interp.interp.stats import (
+    alignment, auc_table, bottleneck_retention, cosine, drift, generator_sensitivity, masked_mean,
+    projection, reasoning_decomposition,
+)
+
+S2 = math.sqrt(2.0)
+nan = float("nan")
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_cosine_basic_and_zero():
+    out = cosine([[1, 0], [1, 1], [0, 0], [2, 0]], [[0, 3], [2, 2], [1, 0], [-1, 0]])
+    np.testing.assert_allclose(out, [0.0, 1.0, nan, -1.0], equal_nan=True)
+
+
+def test_drift_hand_values():
+    pre = np.array([[3.0, 4.0], [3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
+    post = np.array([[0.0, 0.0], [6.0, 8.0], [0.0, 1.0], [1.0, 0.0]])
+    d = drift(pre, post)
+    np.testing.assert_allclose(d["l2"], [5.0, 5.0, S2, 1.0])
+    np.testing.assert_allclose(d["relative"], [1.0, 1.0, S2, nan], equal_nan=True)
+    # zero post (row 0) and zero pre (row 3) have no direction -> nan
+    np.testing.assert_allclose(d["cosine_distance"], [nan, 0.0, 1.0, nan], equal_nan=True, atol=1e-12)
+
+
+def test_drift_keeps_leading_shape_and_accepts_torch():
+    torch = pytest.importorskip("torch")
+    pre = torch.ones(2, 3, 4)
+    post = pre * 2
+    d = drift(pre, post)
+    assert d["l2"].shape == (2, 3)
+    np.testing.assert_allclose(d["l2"], 2.0)
+    np.testing.assert_allclose(d["relative"], 1.0)
+    d16 = drift(pre.to(torch.bfloat16), post.to(torch.bfloat16))
+    np.testing.assert_allclose(d16["relative"], 1.0)
+
+
+def test_alignment_direct_and_through_connector():
+    np.testing.assert_allclose(alignment([1.0, 0.0], [3.0, 0.0]), 1.0)
+    w = np.array([[0.0, 1.0], [1.0, 0.0]])  # swaps coordinates
+    np.testing.assert_allclose(alignment([1.0, 0.0], [0.0, 5.0], connector_weight=w), 1.0)
+    np.testing.assert_allclose(alignment([1.0, 0.0], [5.0, 0.0], connector_weight=w), 0.0, atol=1e-12)
+    # connector that reads two concatenated layers of size 2: W (C=2, H'=4)
+    w_cat = np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    dt = np.array([[1.0, 5.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0]])  # W dt = [2,0], [0,2]
+    np.testing.assert_allclose(alignment(dt, [[1.0, 0.0], [1.0, 0.0]], w_cat), [1.0, 0.0], atol=1e-12)
+
+
+def test_alignment_dimension_errors():
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
+        alignment(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="concatenated"):
+        alignment(np.zeros(2), np.zeros(2), connector_weight=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        alignment(np.zeros(4), np.zeros(3), connector_weight=np.zeros((2, 4)))
+
+
+def test_projection_hand_values():
+    p = projection([1.0, 1.0], [2.0, 0.0])
+    assert p["length"] == pytest.approx(1.0)
+    assert p["strength"] == pytest.approx(0.5)
+    assert p["cos"] == pytest.approx(1 / S2)
+    assert p["orthogonal"] == pytest.approx(1.0)
+    # batch: the full spelled-out change, the wrong way, and a zero direction
+    p = projection([[2.0, 0.0], [-1.0, 0.0], [1.0, 1.0]], [[2.0, 0.0], [2.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(p["strength"], [1.0, -0.5, nan], equal_nan=True)
+    np.testing.assert_allclose(p["length"], [2.0, -1.0, nan], equal_nan=True)
+    np.testing.assert_allclose(p["orthogonal"], [0.0, 0.0, nan], equal_nan=True)
+    np.testing.assert_allclose(p["cos"], [1.0, -1.0, nan], equal_nan=True)
+
+
+def test_bottleneck_retention_known_svd():
+    w = np.array([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # S = [3, 1], top right-singular e1 then e2
+    delta = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    r = bottleneck_retention(delta, w)
+    np.testing.assert_allclose(r["singular_values"], [3.0, 1.0])
+    assert r["k"] == 2
+    np.testing.assert_allclose(r["energy_topk"], [1.0, 0.0, 1.0, 0.5, nan], equal_nan=True, atol=1e-12)
+    np.testing.assert_allclose(r["gain"], [3.0, 0.0, math.sqrt(5.0), 3 / S2, nan], equal_nan=True, atol=1e-12)
+    np.testing.assert_allclose(r["gain_relative"], [1.0, 0.0, math.sqrt(5.0) / 3, 1 / S2, nan],
+                               equal_nan=True, atol=1e-12)
+    r1 = bottleneck_retention(delta, w, k=1)
+    np.testing.assert_allclose(r1["energy_topk"], [1.0, 0.0, 0.5, 0.5, nan], equal_nan=True, atol=1e-12)
+    with pytest.raises(ValueError, match="k must be"):
+        bottleneck_retention(delta, w, k=3)
+    with pytest.raises(ValueError, match="last dimension 3"):
+        bottleneck_retention(np.zeros(2), w)
+
+
+def test_generator_sensitivity():
+    pre1 = np.array([[[3.0, 4.0]], [[1.0, 0.0]], [[0.0, 0.0]]])  # (B=3, T=1, D=2)
+    post1 = np.array([[[3.0, 4.0]], [[1.0, 1.0]], [[1.0, 0.0]]])
+    pre2 = np.ones((3, 2, 2))  # |pre|_F = sqrt(4) = 2 per example
+    post2 = 2 * pre2  # |post - pre|_F = 2
+    s = generator_sensitivity([pre1, pre2], [post1, post2])
+    assert s.shape == (2, 3)
+    np.testing.assert_allclose(s, [[0.0, 1.0, nan], [1.0, 1.0, 1.0]], equal_nan=True)
+    # stacked (n_blocks, B, T, D) input gives the same
+    s2 = generator_sensitivity(np.stack([pre2, pre2]), np.stack([post2, pre2]))
+    np.testing.assert_allclose(s2, [[1.0] * 3, [0.0] * 3])
+    with pytest.raises(ValueError, match="pre shape"):
+        generator_sensitivity([pre1], [pre2])
+
+
+def test_reasoning_decomposition():
+    out = reasoning_decomposition(
+        c_pre_direct=[0.0, 0.0], c_post_direct=[2.0, 0.0], c_pre_reason=[0.0, 1.0], c_post_reason=[2.0, 1.0],
+        d=[4.0, 0.0],
+    )
+    # edit = [2,0], reasoning = [0,1], edit_on_reasoning = [2,0], total = [2,1]
+    assert out["norm_edit"] == pytest.approx(2.0)
+    assert out["norm_reasoning"] == pytest.approx(1.0)
+    assert out["norm_edit_on_reasoning"] == pytest.approx(2.0)
+    assert out["ratio_reasoning"] == pytest.approx(0.5)
+    assert out["ratio_edit_on_reasoning"] == pytest.approx(1.0)
+    assert out["cos_edit_reasoning"] == pytest.approx(0.0)
+    assert out["cos_edit_edit_on_reasoning"] == pytest.approx(1.0)
+    assert out["cos_reasoning_edit_on_reasoning"] == pytest.approx(0.0)
+    assert out["strength_edit"] == pytest.approx(0.5)
+    assert out["strength_reasoning"] == pytest.approx(0.0)
+    assert out["strength_edit_on_reasoning"] == pytest.approx(0.5)
+    assert out["strength_total"] == pytest.approx(0.5)
+    no_d = reasoning_decomposition([0.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 1.0])
+    assert "strength_edit" not in no_d
+    assert math.isnan(no_d["ratio_reasoning"])  # zero edit
+
+
+def test_masked_mean():
+    x = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 5.0], [7.0, 7.0], [9.0, 9.0]]])
+    m = np.array([[1, 1, 0], [0, 0, 0]])
+    out = masked_mean(x, m)
+    assert out.shape == (2, 2)
+    np.testing.assert_allclose(out, [[2.0, 3.0], [nan, nan]], equal_nan=True)
+    with pytest.raises(ValueError, match="mask"):
+        masked_mean(x, np.ones((2, 2)))
+
+
+def test_auc_table():
+    y = np.array([False, False, True, True])
+    t = auc_table({"up": [1.0, 2.0, 3.0, 4.0], "down": [4.0, 3.0, 2.0, 1.0]}, y)
+    assert t["up"]["auc"] == pytest.approx(1.0) and t["up"]["direction"] == "higher->success"
+    assert t["down"]["auc"] == pytest.approx(0.0) and t["down"]["direction"] == "lower->success"
+    assert (t["up"]["n"], t["up"]["n_success"], t["up"]["n_fail"]) == (4, 2, 2)
+
+    one = auc_table({"s": [1.0, 2.0, 3.0]}, [True, True, True])["s"]
+    assert one["auc"] is None and one["direction"] is None and one["n_fail"] == 0
+
+    t = auc_table({"s": [1.0, nan, 3.0, 4.0, nan]}, [False, True, True, True, False])["s"]
+    assert t["auc"] == pytest.approx(1.0)
+    assert (t["n"], t["n_success"], t["n_fail"], t["n_dropped"]) == (3, 2, 1, 2)
+
+    # dropping nans can leave a single class
+    t = auc_table({"s": [nan, 2.0, 3.0]}, [False, True, True])["s"]
+    assert t["auc"] is None and t["n"] == 2
+
+    with pytest.raises(ValueError, match="shape"):
+        auc_table({"s": [1.0, 2.0]}, [True, False, True])
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def _synthetic(seed=0, n_subjects=30, rows_per_subject=4, dim=8, values=("red", "green", "blue")):
+    """Each subject has one value; its rows = value mean + subject offset + noise."""
+    rng = np.random.default_rng(seed)
+    means = {v: 3.0 * rng.standard_normal(dim) for v in values}
+    X, labels, groups = [], [], []
+    for s in range(n_subjects):
+        v = values[s % len(values)]
+        offset = 0.5 * rng.standard_normal(dim)
+        for _ in range(rows_per_subject):
+            X.append(means[v] + offset + 0.5 * rng.standard_normal(dim))
+            labels.append(v)
+            groups.append(f"subj{s}")
+    return np.array(X), np.array(labels), np.array(groups), means
+
+
+def test_value_probe_reads_linear_value_and_groups_subjects():
+    X, y, g, _ = _synthetic()
+    probe = fit_value_probes(X, y, g, folds=5, seed=0)
+    assert isinstance(probe, ValueProbe)
+    assert len(probe.cv_accuracy) == 5
+    assert probe.chance == pytest.approx(1 / 3)
+    assert probe.cv_mean > 0.9 > probe.chance + 0.5
+    assert sorted(probe.classes) == ["blue", "green", "red"]
+    # no subject appears in both a training and a test fold; every row is tested exactly once
+    tested = np.concatenate([te for _, te in probe.splits])
+    assert sorted(tested) == list(range(len(y)))
+    for tr, te in probe.splits:
+        assert not set(g[tr]) & set(g[te])
+    assert probe.predict(X).shape == (len(y),)
+    assert probe.predict_proba(X).shape == (len(y), 3)
+    # folds are capped by the number of subjects
+    assert len(group_folds(["a", "a", "b", "c"], folds=5)) == 3
+
+
+def test_probe_shift_reads_new_value():
+    X, y, g, means = _synthetic()
+    probe = fit_value_probes(X, y, g)
+    rng = np.random.default_rng(1)
+    order = ["red", "green", "blue"]
+    new = np.array([order[(order.index(v) + 1) % 3] for v in y])
+    X_post = np.array([means[v] for v in new]) + 0.3 * rng.standard_normal(X.shape)
+    sh = probe_shift(probe, X_post, new, y)
+    assert sh["n"] == len(y)
+    assert sh["reads_new"] > 0.95 and sh["reads_old"] < 0.05
+    assert sh["reads_new"] + sh["reads_old"] + sh["reads_other"] == pytest.approx(1.0)
+    assert sh["p_new"] > 0.8 > sh["p_old"]
+    # unchanged conditioning still reads old; an unseen new value can never be read
+    sh0 = probe_shift(probe, X, "purple", y)
+    assert sh0["reads_old"] > 0.95 and sh0["reads_new"] == 0.0 and sh0["p_new"] == 0.0
+    assert sh0["n_new_unseen"] == len(y)
+
+
+def test_probe_errors_and_all_categories():
+    X, y, g, _ = _synthetic(n_subjects=12, rows_per_subject=2)
+    with pytest.raises(ValueError, match="2 distinct values"):
+        fit_value_probes(X, np.full(len(y), "red"), g)
+    with pytest.raises(ValueError, match="2 subjects"):
+        fit_value_probes(X, y, np.full(len(y), "one"))
+    with pytest.raises(ValueError, match="nan"):
+        fit_value_probes(np.where(np.arange(X.size).reshape(X.shape) == 0, nan, X), y, g)
+
+    cats = np.array(["color"] * len(y) + ["shape"] * 4)
+    feats = np.vstack([X, X[:4]])
+    vals = np.concatenate([y, ["round"] * 4])  # shape: one value only -> cannot be probed
+    subs = np.concatenate([g, ["a", "a", "b", "b"]])
+    res = probe_all_categories(feats, cats, vals, subs, folds=3)
+    assert isinstance(res["color"], ValueProbe) and res["color"].category == "color"
+    assert len(res["color"].cv_accuracy) == 3
+    assert isinstance(res["shape"], str) and "distinct values" in res["shape"]
