@@ -1,0 +1,568 @@
+"""Figures of the study, from a run's ``table.json`` and its analysis ``stats.json``.
+
+One function per figure, ``fig_<name>(stats, table, ...) -> Figure`` (``stats``: the dict written
+by :func:`unike_interp.interp.analyze.analyze_run`; ``table``: the dict written by
+:func:`unike_interp.bench.aggregate.build_table`; either may be ``None`` where the figure does not
+need it). A figure whose data is absent raises :class:`FigureSkipped` with the reason (e.g. the
+bottleneck retention of a model without a connector). :func:`save` writes ``name.png`` (150 dpi)
+and ``name.pdf``; :func:`render_all` renders every figure of a run into
+``<analysis_dir>/figures/`` and lists the skipped ones (with their reasons) in ``index.json``.
+
+Figures (``FIGURES``): ``modality_gap``, ``drift_by_layer``, ``edit_strength_by_success``,
+``alignment_by_success``, ``bottleneck_retention``, ``generator_sensitivity``,
+``reasoning_decomposition``, ``probe_accuracy``, ``auc_table``.
+
+Error bars on means are the standard error over cases (``std / sqrt(n)``, ``ddof=1``); the
+modality gap uses the table's 95% case-bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = [
+    "FigureSkipped", "FIGURES", "RenderResult", "save", "load_run", "render", "render_all", "render_figure",
+    "fig_modality_gap", "fig_drift_by_layer", "fig_edit_strength_by_success", "fig_alignment_by_success",
+    "fig_bottleneck_retention", "fig_generator_sensitivity", "fig_reasoning_decomposition",
+    "fig_probe_accuracy", "fig_auc_table",
+]
+
+SUCCESS_LABELS = {"vqa_direct": "VQA Direct", "vqa_reasoning": "VQA Reasoning"}
+GAP_METRICS = (("eff", "Eff."), ("vqa_direct", "VQA Direct"), ("vqa_reasoning", "VQA Reasoning"))
+C_FAIL, C_OK = "#d55e00", "#009e73"
+C_SUBJECT, C_PROMPT = "#0072b2", "#e69f00"
+
+
+class FigureSkipped(Exception):
+    """The figure's data is absent from these results (the message says what is missing)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _model_editor(stats: dict | None, table: dict | None) -> tuple[str, str]:
+    s = (stats or {}).get("summary", {})
+    t = table or {}
+    return str(s.get("model") or t.get("model") or "?"), str(s.get("editor") or t.get("editor") or "?")
+
+
+def _title(fig: Figure, what: str, stats: dict | None, table: dict | None, n: int | None = None) -> None:
+    model, editor = _model_editor(stats, table)
+    if n is None:
+        n = (stats or {}).get("summary", {}).get("n_cases")
+    tail = f"  (n = {n} cases)" if n is not None else ""
+    fig.suptitle(f"{what}\n{model} × {editor}{tail}", fontsize=11)
+
+
+def _per_case(stats: dict | None) -> dict[str, dict[str, float]]:
+    return (stats or {}).get("per_case") or {}
+
+
+def _values(stats: dict | None, name: str, cases: Iterable[str] | None = None) -> np.ndarray:
+    """One statistic over cases (``nan`` where a case lacks it or it is ``null``)."""
+    pc = _per_case(stats)
+    cases = list(pc) if cases is None else list(cases)
+    out = []
+    for c in cases:
+        v = pc.get(c, {}).get(name)
+        out.append(np.nan if v is None else float(v))
+    return np.asarray(out, dtype=float)
+
+
+def _has_stat(stats: dict | None, name: str) -> bool:
+    return bool(np.isfinite(_values(stats, name)).any())
+
+
+def _mean_sem(v: np.ndarray) -> tuple[float, float, int]:
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return np.nan, np.nan, 0
+    sem = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return float(np.mean(v)), sem, int(v.size)
+
+
+def _stat_names(stats: dict | None) -> list[str]:
+    return sorted({k for v in _per_case(stats).values() for k in v})
+
+
+def _success(stats: dict | None, key: str = "vqa_direct") -> dict[str, bool]:
+    return ((stats or {}).get("success") or {}).get(key) or {}
+
+
+def _require_stats(stats: dict | None) -> dict:
+    if not stats or not _per_case(stats):
+        raise FigureSkipped("no per-case statistics (stats.json absent or empty)")
+    return stats
+
+
+def _fmt_auc(a) -> str:
+    return "n/a" if a is None or not np.isfinite(a) else f"{a:.2f}"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def fig_modality_gap(stats: dict | None, table: dict | None,
+                     tables: Sequence[tuple[str, dict]] | None = None, *, row: str = "overall") -> Figure:
+    """Eff., VQA Direct and VQA Reasoning (stage 1, ``row`` of the main table) with 95% CIs.
+
+    ``tables``: several ``(label, table)`` to compare models/editors in one plot; default the one
+    ``table`` (labelled ``model × editor``).
+    """
+    if tables is None:
+        if not table:
+            raise FigureSkipped("no table.json")
+        model, editor = _model_editor(stats, table)
+        tables = [(f"{model} × {editor}", table)]
+    tables = [(lab, t) for lab, t in tables if t and row in (t.get("main") or {})]
+    if not tables:
+        raise FigureSkipped(f"no '{row}' row in the table(s)")
+    n_t, n_m = len(tables), len(GAP_METRICS)
+    width = 0.8 / n_t
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * n_m + 0.9 * n_t * n_m), 4.6), constrained_layout=True)
+    colors = plt.get_cmap("tab10").colors
+    x = np.arange(n_m)
+    for i, (label, t) in enumerate(tables):
+        r = t["main"][row]
+        rates, lo, hi, ann = [], [], [], []
+        for key, _ in GAP_METRICS:
+            m = r.get(key) or {}
+            rv = m.get("rate")
+            rv = np.nan if rv is None else 100 * float(rv)
+            ci = m.get("ci")
+            rates.append(rv)
+            lo.append(rv - 100 * ci[0] if ci and np.isfinite(rv) else 0.0)
+            hi.append(100 * ci[1] - rv if ci and np.isfinite(rv) else 0.0)
+            ann.append(f"{m.get('k', '?')}/{m.get('n', '?')}")
+        pos = x - 0.4 + width * (i + 0.5)
+        n_cases = r.get("n_cases")
+        bars = ax.bar(pos, np.nan_to_num(rates), width * 0.92, color=colors[i % len(colors)],
+                      label=f"{label} (n={n_cases})" if n_cases is not None else label,
+                      yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], capsize=4, error_kw={"elinewidth": 1.2})
+        for b, a, rv in zip(bars, ann, rates):
+            ax.text(b.get_x() + b.get_width() / 2, 1.5, a if np.isfinite(rv) else "n/a", ha="center",
+                    va="bottom", fontsize=8, color="white" if np.isfinite(rv) and rv > 12 else "black")
+    ax.set_xticks(x, [lab for _, lab in GAP_METRICS])
+    ax.set_ylabel("success rate (%)  [95% case-bootstrap CI]")
+    ax.set_ylim(0, 105)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    if n_t > 1:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(n_t, 3), frameon=False)
+        fig.suptitle(f"Modality gap: text edit (Eff.) vs image (VQA), stage 1, {row}", fontsize=11)
+    else:
+        n = tables[0][1]["main"][row].get("n_cases")
+        _title(fig, f"Modality gap: text edit (Eff.) vs image (VQA), stage 1, {row}", None, tables[0][1], n)
+    return fig
+
+
+def _layer_keys(stats: dict, kind: str, site: str) -> dict[int, dict[str, str]]:
+    pat = re.compile(rf"^text_drift_{kind}\.{site}\.(\d+)\.(subject|prompt)$")
+    out: dict[int, dict[str, str]] = {}
+    for n in _stat_names(stats):
+        m = pat.match(n)
+        if m:
+            out.setdefault(int(m.group(1)), {})[m.group(2)] = n
+    return dict(sorted(out.items()))
+
+
+def fig_drift_by_layer(stats: dict, table: dict | None = None, *, site: str = "resid") -> Figure:
+    """Mean relative drift and cosine distance of each text layer (``site``.0..L-1), subject vs prompt token."""
+    stats = _require_stats(stats)
+    panels = [(k, lab) for k, lab in (("rel", "relative drift  |Δh| / |h|"), ("cos", "cosine distance  1 − cos(h, h′)"))
+              if _layer_keys(stats, k, site)]
+    if not panels:
+        raise FigureSkipped(f"no text_drift_*.{site}.<layer>.* statistics")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True, squeeze=False)
+    for ax, (kind, ylabel) in zip(axes[0], panels):
+        keys = _layer_keys(stats, kind, site)
+        layers = list(keys)
+        for pos, color, off in (("subject", C_SUBJECT, -0.06), ("prompt", C_PROMPT, 0.06)):
+            ms = [_mean_sem(_values(stats, keys[i][pos])) if pos in keys[i] else (np.nan, np.nan, 0) for i in layers]
+            n = max((m[2] for m in ms), default=0)
+            ax.errorbar(np.asarray(layers) + off, [m[0] for m in ms], yerr=[m[1] for m in ms], marker="o",
+                        capsize=3, color=color, label=f"{pos} last token (n={n})")
+        ax.set_xticks(layers)
+        ax.set_xlabel(f"text layer ({site}.i)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    _title(fig, "Text-side drift under the edit, per layer (mean ± s.e.m. over cases)", stats, table)
+    return fig
+
+
+def _split_panel(ax, stats: dict, name: str, success_key: str, refs: Sequence[float], ylabel: str) -> None:
+    """Box + strip of ``name`` over cases, split by the case's ``success_key`` outcome."""
+    import pandas as pd
+    import seaborn as sns
+
+    succ = _success(stats, success_key)
+    pc = _per_case(stats)
+    cases = [c for c in pc if c in succ] if succ else list(pc)
+    v = _values(stats, name, cases)
+    ok = np.isfinite(v)
+    lab_f, lab_s = "fail", "success"
+    groups = [lab_s if succ.get(c) else lab_f for c in cases]
+    n_f = sum(1 for g, o in zip(groups, ok) if o and g == lab_f)
+    n_s = sum(1 for g, o in zip(groups, ok) if o and g == lab_s)
+    names = {lab_f: f"{SUCCESS_LABELS.get(success_key, success_key)} fail\n(n={n_f})",
+             lab_s: f"{SUCCESS_LABELS.get(success_key, success_key)} success\n(n={n_s})"}
+    df = pd.DataFrame({"group": [names[g] for g, o in zip(groups, ok) if o], "value": v[ok]})
+    order = [names[lab_f], names[lab_s]]
+    palette = {names[lab_f]: C_FAIL, names[lab_s]: C_OK}
+    for r in refs:
+        ax.axhline(r, ls="--", lw=1, color="grey", zorder=0)
+    if len(df):
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated ``vert``
+            warnings.filterwarnings("ignore", message=".*vert.*", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*vert.*", category=PendingDeprecationWarning)
+            sns.boxplot(data=df, x="group", y="value", hue="group", order=order, hue_order=order, palette=palette,
+                        ax=ax, width=0.5, showfliers=False, boxprops={"alpha": 0.35}, legend=False)
+        sns.stripplot(data=df, x="group", y="value", hue="group", order=order, hue_order=order, palette=palette,
+                      ax=ax, size=5, jitter=0.15, edgecolor="black", linewidth=0.5, legend=False)
+    else:
+        ax.set_xticks([0, 1], order)
+        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", color="grey")
+    ax.set_xlabel("")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def fig_edit_strength_by_success(stats: dict, table: dict | None = None, *, success_key: str = "vqa_direct") -> Figure:
+    """Edit strength ``<Δc, d>/|d|²`` per case, split by VQA direct success (1.0 = spelling the new value out)."""
+    stats = _require_stats(stats)
+    if not _has_stat(stats, "edit_strength"):
+        raise FigureSkipped("no edit_strength statistic")
+    fig, ax = plt.subplots(figsize=(5.0, 4.4), constrained_layout=True)
+    _split_panel(ax, stats, "edit_strength", success_key, (0.0, 1.0),
+                 "edit strength  ⟨Δc, d⟩ / |d|²\n(1 = as far as spelling out the new value)")
+    _title(fig, "Edit strength in the conditioning, by image outcome", stats, table)
+    return fig
+
+
+def fig_alignment_by_success(stats: dict, table: dict | None = None, *, success_key: str = "vqa_direct") -> Figure:
+    """Alignment (text Δ vs conditioning Δ) and projection cosine (Δc vs attribute direction) by VQA success."""
+    stats = _require_stats(stats)
+    panels = [(n, lab) for n, lab in (("alignment", "alignment  cos(Δh_L, Δc)"),
+                                      ("projection_cos", "projection cos(Δc, d)")) if _has_stat(stats, n)]
+    if not panels:
+        raise FigureSkipped("no alignment / projection_cos statistics")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), constrained_layout=True, squeeze=False)
+    for ax, (n, lab) in zip(axes[0], panels):
+        _split_panel(ax, stats, n, success_key, (0.0,), lab)
+        ax.set_ylim(-1.05, 1.05)
+    _title(fig, "Does the text change reach the conditioning along the attribute?", stats, table)
+    return fig
+
+
+def fig_bottleneck_retention(stats: dict, table: dict | None = None, *, success_key: str = "vqa_direct") -> Figure:
+    """Share of Δ(connector input) the connector can pass on (energy) and its gain relative to the top one."""
+    stats = _require_stats(stats)
+    panels = [(n, lab) for n, lab in (("bottleneck_energy", "energy retained  |V_kᵀΔ|² / |Δ|²"),
+                                      ("bottleneck_gain_relative", "relative gain  |WΔ| / (|Δ| s₁)"))
+              if _has_stat(stats, n)]
+    if not panels:
+        model, _ = _model_editor(stats, table)
+        raise FigureSkipped(f"no bottleneck_energy / bottleneck_gain_relative statistics "
+                            f"(model {model} has no linear connector)")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), constrained_layout=True, squeeze=False)
+    for ax, (n, lab) in zip(axes[0], panels):
+        _split_panel(ax, stats, n, success_key, (0.0, 1.0), lab)
+        ax.set_ylim(-0.05, 1.05)
+    _title(fig, "Connector bottleneck: how much of the text change survives", stats, table)
+    return fig
+
+
+def fig_generator_sensitivity(stats: dict, table: dict | None = None) -> Figure:
+    """Mean relative change of each generator block's output (± s.e.m.), all cases and by VQA direct outcome."""
+    stats = _require_stats(stats)
+    pat = re.compile(r"^generator_sensitivity\.(.+?)\.(\d+)$")
+    blocks = sorted(((m.group(1), int(m.group(2)), n) for n in _stat_names(stats) if (m := pat.match(n))),
+                    key=lambda t: (t[0], t[1]))
+    if not blocks:
+        raise FigureSkipped("no generator_sensitivity.<block> statistics")
+    succ = _success(stats, "vqa_direct")
+    pc = _per_case(stats)
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.7 * len(blocks) + 2.5), 4.4), constrained_layout=True)
+    x = np.arange(len(blocks))
+    ms = [_mean_sem(_values(stats, n)) for _, _, n in blocks]
+    ax.bar(x, [m[0] for m in ms], 0.6, yerr=[m[1] for m in ms], capsize=4, color="#999999", alpha=0.6,
+           label=f"all cases (n={max(m[2] for m in ms)})")
+    for ok, color, off, lab in ((False, C_FAIL, -0.12, "VQA Direct fail"), (True, C_OK, 0.12, "VQA Direct success")):
+        cs = [c for c in pc if bool(succ.get(c)) is ok] if succ else []
+        if not cs:
+            continue
+        mm = [_mean_sem(_values(stats, n, cs)) for _, _, n in blocks]
+        ax.errorbar(x + off, [m[0] for m in mm], yerr=[m[1] for m in mm], fmt="o", capsize=3, color=color,
+                    label=f"{lab} (n={len(cs)})")
+    ax.set_xticks(x, [f"{kind}.{i}" for kind, i, _ in blocks], rotation=0 if len(blocks) < 9 else 45)
+    ax.set_xlabel("generator block")
+    ax.set_ylabel("relative change  |Δy| / |y|")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8, frameon=False)
+    _title(fig, "Generator sensitivity to the edit, per block (mean ± s.e.m.)", stats, table)
+    return fig
+
+
+def _bar_means(ax, stats: dict, names: Sequence[tuple[str, str]], color: str) -> int:
+    ms = [_mean_sem(_values(stats, n)) for n, _ in names]
+    x = np.arange(len(names))
+    ax.bar(x, [m[0] for m in ms], 0.6, yerr=[m[1] for m in ms], capsize=4, color=color, alpha=0.8)
+    pc = _per_case(stats)
+    for i, (n, _) in enumerate(names):  # the cases themselves
+        v = _values(stats, n, pc)
+        v = v[np.isfinite(v)]
+        ax.scatter(np.full(v.size, i) + np.linspace(-0.12, 0.12, v.size) if v.size > 1 else np.full(v.size, i),
+                   v, s=12, color="black", alpha=0.6, zorder=3)
+    ax.set_xticks(x, [lab for _, lab in names])
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return max((m[2] for m in ms), default=0)
+
+
+def fig_reasoning_decomposition(stats: dict, table: dict | None = None) -> Figure:
+    """Norms of the edit / reasoning / edit-on-reasoning shifts and their strengths along the attribute."""
+    stats = _require_stats(stats)
+    norms = [(f"reasoning.{k}", lab) for k, lab in (("norm_edit", "edit\n(direct)"), ("norm_reasoning", "reasoning"),
+                                                    ("norm_edit_on_reasoning", "edit on\nreasoning"))]
+    strengths = [(f"reasoning.{k}", lab) for k, lab in (
+        ("strength_edit", "edit\n(direct)"), ("strength_reasoning", "reasoning"),
+        ("strength_edit_on_reasoning", "edit on\nreasoning"), ("strength_total", "total\n(edit+reasoning)"))]
+    norms = [p for p in norms if _has_stat(stats, p[0])]
+    strengths = [p for p in strengths if _has_stat(stats, p[0])]
+    if not norms and not strengths:
+        raise FigureSkipped("no reasoning.* statistics (no reasoning prompt recorded)")
+    panels = [p for p in ((norms, "shift norm  |Δc|", "#56b4e9", ()),
+                          (strengths, "strength  ⟨v, d⟩ / |d|²", "#cc79a7", (0.0, 1.0))) if p[0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 + 1.2 * sum(len(p[0]) for p in panels), 4.4),
+                             constrained_layout=True, squeeze=False,
+                             gridspec_kw={"width_ratios": [len(p[0]) for p in panels]})
+    n = 0
+    for ax, (names, ylabel, color, refs) in zip(axes[0], panels):
+        for r in refs:
+            ax.axhline(r, ls="--", lw=1, color="grey", zorder=0)
+        n = max(n, _bar_means(ax, stats, names, color))
+        ax.set_ylabel(ylabel)
+    _title(fig, "Reasoning decomposition of the conditioning shift (mean ± s.e.m.; dots = cases)", stats, table, n)
+    return fig
+
+
+def fig_probe_accuracy(stats: dict, table: dict | None = None) -> Figure:
+    """Per category: the value probe's cross-validated accuracy vs chance; reads_new / reads_old pre vs post edit."""
+    probes = ((stats or {}).get("summary") or {}).get("probes")
+    if not probes:
+        raise FigureSkipped("no probes in stats.json")
+    if isinstance(probes.get("skipped"), str):
+        raise FigureSkipped(f"probes skipped: {probes['skipped']}")
+    cats = sorted(c for c, p in probes.items() if isinstance(p, dict))
+    trained = [c for c in cats if probes[c].get("cv_accuracy") is not None]
+    if not trained:
+        raise FigureSkipped("no probe was trained: " + "; ".join(f"{c}: {probes[c].get('skipped')}" for c in cats))
+    shifted = [c for c in trained if probes[c].get("pre") and probes[c].get("post")]
+    ncol = 2 if shifted else 1
+    fig, axes = plt.subplots(1, ncol, figsize=(0.75 * len(cats) + 2.5 + (0.9 * len(shifted) + 2.5 if shifted else 0), 4.6),
+                             constrained_layout=True, squeeze=False,
+                             gridspec_kw={"width_ratios": [max(len(cats), 1)] + ([max(len(shifted), 2)] if shifted else [])})
+    ax = axes[0][0]
+    x = np.arange(len(cats))
+    acc = [probes[c].get("cv_accuracy") for c in cats]
+    ax.bar(x, [np.nan if a is None else 100 * a for a in acc], 0.6, color="#0072b2", label="CV accuracy")
+    for i, c in enumerate(cats):
+        ch = probes[c].get("chance")
+        if ch is not None:
+            ax.hlines(100 * ch, i - 0.38, i + 0.38, colors="black", linestyles="--", lw=1.5,
+                      label="chance" if i == 0 or "chance" not in ax.get_legend_handles_labels()[1] else None)
+        if probes[c].get("cv_accuracy") is None:
+            ax.text(i, 2, "skipped", rotation=90, ha="center", va="bottom", fontsize=8, color="grey")
+    ax.set_xticks(x, cats, rotation=45, ha="right")
+    ax.set_xlim(-0.6, len(cats) - 0.4)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("pre-edit value probe (folds grouped by subject)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    if shifted:
+        ax = axes[0][1]
+        x = np.arange(len(shifted))
+        w = 0.2
+        spec = (("pre", "reads_new", "#9ad0b9", "new value, pre"), ("post", "reads_new", C_OK, "new value, post"),
+                ("pre", "reads_old", "#f2b48c", "old value, pre"), ("post", "reads_old", C_FAIL, "old value, post"))
+        for j, (state, key, color, lab) in enumerate(spec):
+            vals = [probes[c][state].get(key) for c in shifted]
+            ax.bar(x - 1.5 * w + j * w, [np.nan if v is None else 100 * v for v in vals], w * 0.95, color=color, label=lab)
+        ax.set_xticks(x, [f"{c}\n(n={probes[c]['post'].get('n', '?')})" for c in shifted], rotation=0)
+        ax.set_ylabel("cases read as (%)")
+        ax.set_ylim(0, 130)  # headroom for the legend
+        ax.set_yticks(np.arange(0, 101, 20))
+        ax.set_title("probe on the edited cases' conditioning", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(fontsize=7, frameon=False, loc="upper right", ncol=2)
+    _title(fig, "Is the value linearly readable from the conditioning, and does the edit move it?", stats, table)
+    return fig
+
+
+def fig_auc_table(stats: dict, table: dict | None = None, *, top: int = 20) -> Figure:
+    """ROC AUC of each statistic for VQA direct / reasoning success; the ``top`` furthest from 0.5."""
+    aucs = ((stats or {}).get("summary") or {}).get("aucs") or {}
+    keys = [k for k in ("vqa_direct", "vqa_reasoning") if aucs.get(k)] + \
+        [k for k in aucs if k not in ("vqa_direct", "vqa_reasoning") and aucs.get(k)]
+    if not keys:
+        raise FigureSkipped("no AUCs in stats.json")
+
+    def auc(k, n):
+        a = (aucs[k].get(n) or {}).get("auc")
+        return np.nan if a is None else float(a)
+
+    names = sorted({n for k in keys for n in aucs[k]})
+    score = {n: np.nanmax([abs(auc(k, n) - 0.5) for k in keys]) if np.isfinite([auc(k, n) for k in keys]).any()
+             else -1.0 for n in names}
+    names = sorted(names, key=lambda n: (-score[n], n))[:top]
+    if not names:
+        raise FigureSkipped("no statistic has an AUC")
+    M = np.array([[auc(k, n) for k in keys] for n in names])
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(keys) + 0.06 * max(len(n) for n in names),
+                                    1.6 + 0.32 * len(names)), constrained_layout=True)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(M), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    for i, n in enumerate(names):
+        for j, k in enumerate(keys):
+            a = M[i, j]
+            nn = (aucs[k].get(n) or {}).get("n")
+            txt = _fmt_auc(a) + (f"  n={nn}" if nn is not None else "")
+            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
+                    color="white" if np.isfinite(a) and abs(a - 0.5) > 0.3 else "black")
+    cols = []
+    for k in keys:
+        rows = [v for v in aucs[k].values() if isinstance(v, dict)]
+        ns = max(rows, key=lambda r: r.get("n") or 0) if rows else {}
+        cols.append(f"{SUCCESS_LABELS.get(k, k)}\n{ns.get('n_success', '?')} success / {ns.get('n_fail', '?')} fail")
+    ax.set_xticks(np.arange(len(keys)), cols, fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_yticks(np.arange(len(names)), names, fontsize=8)
+    cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+    cb.set_label("AUC (0.5 = uninformative; >0.5: higher → success)", fontsize=8)
+    shown = f"top {len(names)} of {len(score)} by |AUC − 0.5|" if len(score) > len(names) else f"all {len(names)}"
+    _title(fig, f"Which statistic predicts the image outcome? ROC AUC ({shown})", stats, table)
+    return fig
+
+
+FIGURES: dict[str, Callable[..., Figure]] = {
+    "modality_gap": fig_modality_gap,
+    "drift_by_layer": fig_drift_by_layer,
+    "edit_strength_by_success": fig_edit_strength_by_success,
+    "alignment_by_success": fig_alignment_by_success,
+    "bottleneck_retention": fig_bottleneck_retention,
+    "generator_sensitivity": fig_generator_sensitivity,
+    "reasoning_decomposition": fig_reasoning_decomposition,
+    "probe_accuracy": fig_probe_accuracy,
+    "auc_table": fig_auc_table,
+}
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save(fig: Figure, out_dir: str | Path, name: str) -> list[str]:
+    """Write ``out_dir/name.png`` (150 dpi) and ``out_dir/name.pdf``; close ``fig``; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        for ext, kw in (("png", {"dpi": 150}), ("pdf", {})):
+            p = out / f"{name}.{ext}"
+            fig.savefig(p, bbox_inches="tight", **kw)
+            paths.append(str(p))
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load_run(run_dir: str | Path | None, analysis_dir: str | Path | None = None) -> tuple[dict | None, dict | None]:
+    """``(stats, table)`` of a run: ``<analysis_dir or run_dir/analysis>/stats.json``, ``<run_dir>/table.json``
+    (``None`` for a file that is absent)."""
+    run = Path(run_dir) if run_dir is not None else None
+    ana = Path(analysis_dir) if analysis_dir is not None else (run / "analysis" if run is not None else None)
+    stats = _read_json(ana / "stats.json") if ana is not None else None
+    table = _read_json(run / "table.json") if run is not None else None
+    return stats, table
+
+
+def render_figure(name: str, stats: dict | None, table: dict | None, out_dir: str | Path,
+                  *, file_name: str | None = None, **kw) -> list[str]:
+    """Render and save one figure of ``FIGURES``; raises :class:`FigureSkipped` when its data is absent."""
+    fig = FIGURES[name](stats, table, **kw)
+    return save(fig, out_dir, file_name or name)
+
+
+@dataclass
+class RenderResult:
+    written: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # figure -> reason
+
+
+def render(stats: dict | None, table: dict | None, out_dir: str | Path, *, names: Iterable[str] | None = None,
+           strict: bool = False, echo: Callable[[str], None] | None = None) -> RenderResult:
+    """Every figure (or ``names``) into ``out_dir``; absent data -> skipped with its reason.
+
+    A figure that fails otherwise is also listed as skipped (``error: ...``) unless ``strict``.
+    Writes ``out_dir/index.json`` (``written``, ``skipped``).
+    """
+    res = RenderResult()
+    out = Path(out_dir)
+    for name in (names or FIGURES):
+        try:
+            res.written += render_figure(name, stats, table, out)
+        except FigureSkipped as e:
+            res.skipped[name] = str(e)
+        except Exception as e:  # a plotting bug must not lose the analysis
+            if strict:
+                raise
+            res.skipped[name] = f"error: {type(e).__name__}: {e}"
+        finally:
+            plt.close("all")
+        if echo and name in res.skipped:
+            echo(f"[figures] skipped {name}: {res.skipped[name]}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.json").write_text(json.dumps({"written": [Path(p).name for p in res.written],
+                                                "skipped": res.skipped}, indent=1) + "\n", encoding="utf-8")
+    return res
+
+
+def render_all(analysis_dir: str | Path, run_dir: str | Path | None = None, *, strict: bool = False,
+               echo: Callable[[str], None] | None = print) -> list[str]:
+    """Load ``<analysis_dir>/stats.json`` and ``<run_dir>/table.json`` (run_dir default: analysis_dir's
+    parent), render every figure into ``<analysis_dir>/figures/``; return the written paths.
+
+    Skipped figures and their reasons are echoed and listed in ``figures/index.json``.
+    """
+    ana = Path(analysis_dir)
+    run = Path(run_dir) if run_dir is not None else ana.parent
+    stats, table = load_run(run, ana)
+    res = render(stats, table, ana / "figures", strict=strict, echo=echo)
+    if echo:
+        echo(f"[figures] wrote {len(res.written) // 2} figures into {ana / 'figures'}"
+             + (f"; skipped {len(res.skipped)}" if res.skipped else ""))
+    return res.written

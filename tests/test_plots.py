@@ -1,0 +1,139 @@
+"""Figures from synthetic stats.json / table.json: every figure is written (PNG + PDF), a figure whose
+data is absent is skipped with its reason, and the analyses/ command line works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unike_interp.interp import plots
+
+REPO = Path(__file__).resolve().parents[1]
+ALL = list(plots.FIGURES)
+
+
+def _rate(k, n):
+    return {"rate": round(k / n, 4), "k": k, "n": n, "ci": [max(0.0, k / n - 0.2), min(1.0, k / n + 0.2)]}
+
+
+def _table(model: str, editor: str, n: int = 6) -> dict:
+    row = {"source": "all", "n_cases": n, "n": n, "eff": _rate(n, n), "reason": _rate(n - 1, n),
+           "vqa_direct": _rate(2, n), "vqa_reasoning": _rate(4, n), "pre_vqa": _rate(n, n)}
+    return {"model": model, "editor": editor, "protocol": "batch", "n_cases": n,
+            "main": {"color": {**row, "source": "attribute"}, "overall": row},
+            "stages": {"stage_1": row}, "locality": {}}
+
+
+def _stats(model: str, editor: str, *, bottleneck: bool, n: int = 6, layers: int = 3, blocks: int = 3) -> dict:
+    rng = np.random.default_rng(0)
+    cases = [f"sw-{i:04d}-{'color' if i % 2 else 'shape'}" for i in range(n)]
+    per_case = {}
+    for c in cases:
+        d = {"edit_strength": float(rng.normal(0.5, 0.4)), "alignment": float(rng.uniform(-1, 1)),
+             "projection_cos": float(rng.uniform(-1, 1)), "cond_drift": float(rng.uniform(0, 1)),
+             "probe_reads_new": float(rng.integers(0, 2))}
+        for i in range(layers):
+            for pos in ("subject", "prompt"):
+                d[f"text_drift_rel.resid.{i}.{pos}"] = float(rng.uniform(0, 2))
+                d[f"text_drift_cos.resid.{i}.{pos}"] = float(rng.uniform(0, 1))
+                d[f"text_drift_rel.mlp.{i}.{pos}"] = float(rng.uniform(0, 2))
+        for j in range(blocks):
+            d[f"generator_sensitivity.block.{j}"] = float(rng.uniform(0, 0.5))
+        for k in ("norm_edit", "norm_reasoning", "norm_edit_on_reasoning", "ratio_reasoning",
+                  "strength_edit", "strength_reasoning", "strength_edit_on_reasoning", "strength_total",
+                  "cos_edit_reasoning"):
+            d[f"reasoning.{k}"] = float(rng.normal(1, 0.5))
+        if bottleneck:
+            d["bottleneck_energy"] = float(rng.uniform(0, 1))
+            d["bottleneck_gain_relative"] = float(rng.uniform(0, 1))
+        per_case[c] = d
+    per_case[cases[0]]["reasoning.strength_total"] = None  # a null (nan) value must not break anything
+    success = {"vqa_direct": {c: i < 2 for i, c in enumerate(cases)},
+               "vqa_reasoning": {c: i < 4 for i, c in enumerate(cases)}}
+    names = sorted({k for v in per_case.values() for k in v})
+    aucs = {key: {nm: {"auc": float(rng.uniform(0, 1)), "direction": "higher->success", "n": n,
+                       "n_success": sum(s.values()), "n_fail": n - sum(s.values()), "n_dropped": 0}
+                  for nm in names} for key, s in success.items()}
+    aucs["vqa_reasoning"]["cond_drift"]["auc"] = None  # undefined AUC -> drawn as n/a
+    shift = {"n": 3, "reads_new": 0.0, "reads_old": 1.0, "reads_other": 0.0, "p_new": 0.1, "p_old": 0.8}
+    probes = {"color": {"cv_accuracy": 0.6, "chance": 0.2, "pre": shift,
+                        "post": {**shift, "reads_new": 0.67, "reads_old": 0.33}},
+              "shape": {"cv_accuracy": 0.4, "chance": 0.25},
+              "size": {"skipped": "one class only"}}
+    summary = {"model": model, "editor": editor, "n_cases": n, "aucs": aucs,
+               "means": {nm: {"all": 0.0, "vqa_direct_success": 0.0, "vqa_direct_fail": 0.0} for nm in names},
+               "probes": probes}
+    return {"summary": summary, "per_case": per_case, "success": success}
+
+
+def _write_run(root: Path, model: str, editor: str, *, bottleneck: bool) -> Path:
+    run = root / f"{model}_{editor}"
+    (run / "analysis").mkdir(parents=True)
+    (run / "table.json").write_text(json.dumps(_table(model, editor)))
+    (run / "analysis" / "stats.json").write_text(json.dumps(_stats(model, editor, bottleneck=bottleneck)))
+    return run
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    return (_write_run(tmp_path, "toy-bottleneck", "memit", bottleneck=True),
+            _write_run(tmp_path, "toy-direct", "rome", bottleneck=False))
+
+
+def _assert_files(folder: Path, names):
+    for name in names:
+        for ext in ("png", "pdf"):
+            p = folder / f"{name}.{ext}"
+            assert p.is_file() and p.stat().st_size > 0, p
+
+
+def test_render_all_with_bottleneck(runs):
+    run = runs[0]
+    written = plots.render_all(run / "analysis", run, strict=True, echo=None)
+    _assert_files(run / "analysis" / "figures", ALL)
+    assert len(written) == 2 * len(ALL)
+    index = json.loads((run / "analysis" / "figures" / "index.json").read_text())
+    assert index["skipped"] == {}
+
+
+def test_render_all_skips_bottleneck_without_connector(runs):
+    run = runs[1]
+    written = plots.render_all(run / "analysis", run, strict=True, echo=None)
+    rest = [n for n in ALL if n != "bottleneck_retention"]
+    _assert_files(run / "analysis" / "figures", rest)
+    assert not (run / "analysis" / "figures" / "bottleneck_retention.png").exists()
+    assert len(written) == 2 * len(rest)
+    skipped = json.loads((run / "analysis" / "figures" / "index.json").read_text())["skipped"]
+    assert list(skipped) == ["bottleneck_retention"]
+    assert "bottleneck_energy" in skipped["bottleneck_retention"]
+    stats, table = plots.load_run(run)
+    with pytest.raises(plots.FigureSkipped, match="bottleneck"):
+        plots.fig_bottleneck_retention(stats, table)
+
+
+def test_missing_files_skip_not_fail(tmp_path):
+    res = plots.render(None, None, tmp_path / "f", strict=True)
+    assert res.written == [] and set(res.skipped) == set(ALL)
+    assert all(res.skipped.values())
+
+
+def test_modality_gap_compares_tables(runs, tmp_path):
+    tables = [(r.name, plots.load_run(r)[1]) for r in runs]
+    fig = plots.fig_modality_gap(None, None, tables=tables)
+    assert len(fig.axes[0].patches) == 3 * len(tables)
+    paths = plots.save(fig, tmp_path, "gap")
+    assert [Path(p).name for p in paths] == ["gap.png", "gap.pdf"]
+
+
+def test_cli_modality_gap(runs, tmp_path):
+    out = tmp_path / "figs"
+    cmd = [sys.executable, "analyses/fig_modality_gap.py", "--run", str(runs[0]), "--run", str(runs[1]),
+           "--out", str(out)]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    _assert_files(out, ["modality_gap"])
