@@ -122,3 +122,10 @@ def test_demo_runs_the_benchmark(tmp_path, capsys, monkeypatch):
     table = (tmp_path / "demo" / "bench" / "summary.md").read_text()
     assert "| toy-direct | rome | 2 |" in table
     assert (tmp_path / "demo" / "bench" / "toy-direct-rome" / "ledger.jsonl").exists()
+
+
+def test_models_lists_the_synthworld_variants(capsys):
+    assert main(["models", "--json"]) == 0
+    models, lines = _last_json(capsys)
+    assert {"toy-direct", "toy-queries", "toy-bottleneck"} <= set(models)
+    assert any(line.startswith("toy-direct") for line in lines)

@@ -357,6 +357,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- unike models -----------------------------------------------------------------------------
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models.registry import known_models
+
+    models = known_models()
+    width = max(len(k) for k in models)
+    for name, what in models.items():
+        print(f"{name:<{width}}  {what}")
+    if args.json:
+        _emit_json(models)
+    return EXIT_OK
+
+
 # --- unike demo ------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -590,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-option", action="append", metavar="KEY=VALUE")
     p.add_argument("--all-cases", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+
+    add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")
 
     p = add(sub, "report", cmd_report, "re-render a benchmark run's tables from its ledger")
     p.add_argument("run", help="a run folder written by `unike bench`")
