@@ -1,4 +1,8 @@
-"""Model names -> adapters. ``load_model("toy-direct", device=..., dtype=...)``."""
+"""Model names -> adapters. ``load_model("toy-direct", device=..., dtype=...)``.
+
+Real pipelines load from a local folder as ``"<preset>:<path>"`` (e.g. ``"lumina2:/models/Lumina-Image-2.0"``),
+``preset`` one of :data:`~unike_interp.models.textenc_dit.PRESETS`.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,18 @@ _DESCRIPTIONS = {
 }
 
 
+def _textenc_presets() -> dict:
+    from .textenc_dit import PRESETS
+
+    return PRESETS
+
+
 def known_models() -> dict[str, str]:
     """Every model name ``load_model`` accepts, with a one-line description."""
-    return dict(_DESCRIPTIONS)
+    out = dict(_DESCRIPTIONS)
+    for key, preset in _textenc_presets().items():
+        out[f"{key}:<path>"] = f"{preset.description} (a local {preset.pipeline} folder)"
+    return out
 
 
 def load_model(
@@ -32,4 +45,11 @@ def load_model(
         from .synthworld import load_synthworld
 
         return load_synthworld(name, world_dir=world_dir, device=device, dtype=dtype)
+    preset, sep, path = name.partition(":")
+    if sep and preset in _textenc_presets():
+        from .textenc_dit import load_textenc_dit
+
+        if not path:
+            raise KeyError(f"model {name!r}: give the pipeline folder as {preset}:<path>")
+        return load_textenc_dit(path, preset, device=device, dtype=dtype, name=name)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(known_models())}")
