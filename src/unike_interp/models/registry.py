@@ -1,7 +1,8 @@
 """Model names -> adapters. ``load_model("toy-direct", device=..., dtype=...)``.
 
 Real pipelines load from a local folder as ``"<preset>:<path>"`` (e.g. ``"lumina2:/models/Lumina-Image-2.0"``),
-``preset`` one of :data:`~unike_interp.models.textenc_dit.PRESETS`.
+``preset`` one of :data:`~unike_interp.models.textenc_dit.PRESETS`, and Janus / Janus-Pro
+(``JanusForConditionalGeneration``) folders as ``"janus:<path>"``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def known_models() -> dict[str, str]:
     out = dict(_DESCRIPTIONS)
     for key, preset in _textenc_presets().items():
         out[f"{key}:<path>"] = f"{preset.description} (a local {preset.pipeline} folder)"
+    out["janus:<path>"] = ("Janus / Janus-Pro (JanusForConditionalGeneration): final-norm states at the image-token "
+                           "positions feed the generation head, VQ decoder (a local transformers folder)")
     return out
 
 
@@ -52,4 +55,10 @@ def load_model(
         if not path:
             raise KeyError(f"model {name!r}: give the pipeline folder as {preset}:<path>")
         return load_textenc_dit(path, preset, device=device, dtype=dtype, name=name)
+    if sep and preset == "janus":
+        from .janus import load_janus
+
+        if not path:
+            raise KeyError(f"model {name!r}: give the model folder as janus:<path>")
+        return load_janus(path, device=device, dtype=dtype, name=name)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(known_models())}")
