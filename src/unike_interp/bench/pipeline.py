@@ -109,15 +109,9 @@ def _git_sha() -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from ..provenance import package_versions
 
-    out = {}
-    for pkg in ("unike-interp", "torch", "transformers", "diffusers", "numpy", "nnsight"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+    return package_versions(("unike-interp", "torch", "transformers", "diffusers", "numpy", "nnsight"))
 
 
 def _write_json(path: Path, obj) -> None:

@@ -160,10 +160,21 @@ def _pooled(d: dict) -> np.ndarray:
     return d["cond.tensor"].mean(axis=0)  # the store keeps only the positions that reach the generator
 
 
+def _read_kinds(store: ActivationStore, case_id: str, state: str) -> dict[str, dict]:
+    """Every recorded prompt kind of one case and state (a failed reasoning has none)."""
+    out = {}
+    for k in KINDS:
+        try:
+            out[k] = store.read(case_id, state, k)
+        except KeyError:
+            pass
+    return out
+
+
 def case_statistics(adapter, store: ActivationStore, case_id: str) -> dict:
     """Every per-case statistic (flat ``name -> float``) for one recorded case."""
-    pre = {k: store.read(case_id, "pre", k) for k in KINDS if _has(store, case_id, "pre", k)}
-    post = {k: store.read(case_id, "post", k) for k in KINDS if _has(store, case_id, "post", k)}
+    pre = _read_kinds(store, case_id, "pre")
+    post = _read_kinds(store, case_id, "post")
     out: dict[str, float] = {}
     a, b = pre["direct"], post["direct"]
     for name in a:
@@ -203,14 +214,6 @@ def case_statistics(adapter, store: ActivationStore, case_id: str) -> dict:
 
 def _mean_rows(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=0)
-
-
-def _has(store, case_id, state, kind) -> bool:
-    try:
-        store.read(case_id, state, kind)
-        return True
-    except KeyError:
-        return False
 
 
 def _probes(adapter, store, case_ids, cfg, recorder_seed: int) -> tuple[dict, dict[str, float]]:

@@ -85,15 +85,9 @@ class BuildConfig:
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from ..provenance import package_versions
 
-    out = {}
-    for pkg in ("unike-interp", "torch", "transformers", "diffusers", "tokenizers", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+    return package_versions(("unike-interp", "torch", "transformers", "diffusers", "tokenizers", "numpy"))
 
 
 def _write_json(path: Path, obj) -> None:
