@@ -117,6 +117,7 @@ def main(argv=None) -> int:
         built = json.loads((work / "real" / name / "build.json").read_text())
         manifest["config"] = built["config"]
         manifest["device"] = built["device"]
+        manifest.setdefault("stage_devices", {})[name] = built.get("stage_devices", {}).get(name, built["device"])
     manifest["seconds"].update(seconds)
     manifest["generators_parallel_wall_seconds"] = round(wall, 1)
     manifest["total_seconds"] = round(sum(manifest["seconds"].values()), 2)

@@ -8,7 +8,7 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4 HF_HUB
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch,diffusers,transformers;print('torch',torch.__version__,'diffusers',diffusers.__version__,'transformers',transformers.__version__,torch.cuda.get_device_name())" || exit 1
 python3 benchmark/gpu/retrain_generators.py --out /tmp/gw/w --device cuda --budget-s "${BUDGET:-330}" \
-    --max-steps "${MAX_STEPS:-40000}" 2>&1 | grep -v "Loading weights" | tee "$OUT/log.txt"
+    --max-steps "${MAX_STEPS:-40000}" ${SETS:+$(for x in $SETS; do printf -- "--set %s " "$x"; done)} 2>&1 | grep -v "Loading weights" | tee "$OUT/log.txt"
 rc=$?
 cd /tmp/gw/w || exit 1
 for p in toy-direct toy-queries toy-bottleneck; do [ -d "$p" ] && tar czf "$OUT/$p.tar.gz" "$p"; done
