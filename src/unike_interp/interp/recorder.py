@@ -151,7 +151,7 @@ class Recorder:
                             continue
                         site = item
                         env = _resolve(self.model, site.module) if site.module else self.model
-                        if site.read == "output":
+                        if site.read.startswith("output"):
                             saved[site.name] = env.output.save()
                         else:
                             saved[site.name] = env.inputs.save()
@@ -172,9 +172,12 @@ class Recorder:
         values = {}
         for site in self.sites:
             v = saved[site.name]
-            if site.read != "output":
+            kind, _, k = site.read.partition(":")
+            if kind == "input":
                 args_, _kw = v
-                v = args_[int(site.read.split(":")[1])]
+                v = args_[int(k)]
+            elif k:
+                v = v[int(k)]
             if isinstance(v, (tuple, list)):
                 v = v[0]
             v = v.detach().float().cpu().numpy()

@@ -68,12 +68,18 @@ class UMMAdapter(ABC):
 
     # --- declared from the config ----------------------------------------------------------
     @property
+    def text_config(self):
+        """The language model's config (the text part of a multimodal config, e.g. Qwen2.5-VL's)."""
+        cfg = self.lm.config
+        return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+    @property
     def num_layers(self) -> int:
-        return int(self.lm.config.num_hidden_layers)
+        return int(self.text_config.num_hidden_layers)
 
     @property
     def hidden_size(self) -> int:
-        return int(self.lm.config.hidden_size)
+        return int(self.text_config.hidden_size)
 
     @property
     def edit_module_template(self) -> str:

@@ -6,7 +6,9 @@ see :meth:`UMMAdapter.trace_module`):
 
 ``module``    dotted path inside the trace module (``lm.model.layers.3``, ``encoder.proj``,
               ``dit.transformer.transformer_blocks.0``);
-``read``      ``"output"`` or ``"input:K"`` (the K-th positional argument of the module's forward);
+``read``      ``"output"`` (the first element when the module returns a tuple), ``"output:K"`` (the
+              K-th element of a returned tuple) or ``"input:K"`` (the K-th positional argument
+              of the module's forward);
 ``positions`` ``"tokens"``: gather the subject's last token and the prompt's last token (text
               pathway, ``(B, 2, H)``); ``"all"``: keep every position (``(B, S, C)``);
 ``calls``     how many times the module must run in one forward. A site that fires another number
@@ -39,8 +41,9 @@ class Site:
     def __post_init__(self) -> None:
         if self.pathway not in PATHWAY_NAMES:
             raise ValueError(f"site {self.name!r}: pathway must be one of {', '.join(PATHWAY_NAMES)}, got {self.pathway!r}")
-        if self.read != "output" and not (self.read.startswith("input:") and self.read[6:].isdigit()):
-            raise ValueError(f"site {self.name!r}: read must be 'output' or 'input:K', got {self.read!r}")
+        kind, _, k = self.read.partition(":")
+        if not (self.read == "output" or (kind in ("input", "output") and k.isdigit())):
+            raise ValueError(f"site {self.name!r}: read must be 'output', 'output:K' or 'input:K', got {self.read!r}")
         if self.positions not in ("tokens", "all"):
             raise ValueError(f"site {self.name!r}: positions must be 'tokens' or 'all', got {self.positions!r}")
         if self.calls < 1:

@@ -1,50 +1,180 @@
 """Adapter for a causal LM used as the text encoder of a diffusers DiT pipeline.
 
 One class, :class:`TextEncDiTAdapter`, and a declarative preset table (:data:`PRESETS`) that
-says, per pipeline, what its ``encode_prompt`` does: which hidden state of the text encoder it
-reads, how it wraps the prompt, how it pads, and how the transformer receives the result.
+says, per pipeline, what its ``encode_prompt`` does: how it wraps and tokenises the prompt, which
+hidden state of the text encoder it reads, which token positions it keeps, and how the
+transformer receives the result. What cannot be a table entry -- the token selection and the
+transformer's call signature -- is one short function per family (``_layout_*``, ``_call_*``).
 
-The causal LM (``adapter.lm``) answers text and is edited; its decoder ``adapter.lm.model`` is the
-very module object the pipeline holds as ``text_encoder``, so a weight edit of the LM reaches
-text and images alike (no copy).
+The causal LM (``adapter.lm``) answers text and is edited; the pipeline's ``text_encoder`` is
+``adapter.lm.model`` (Gemma-2 decoder: Lumina2, Sana) or ``adapter.lm`` itself (Qwen2.5-VL:
+Qwen-Image), the very module objects (no copy), so a weight edit reaches text and images alike.
 
-``lumina2`` (``Lumina2Pipeline``, checked against diffusers 0.42.1
-``pipelines/lumina2/pipeline_lumina2.py``):
+Checked against diffusers 0.42.1 (``pipelines/{lumina2,sana,qwenimage}``) and transformers 5.24:
 
-* the prompt is wrapped as ``pipe.system_prompt + " <Prompt Start> " + prompt``; the negative
-  prompt of classifier-free guidance (``""`` by default) is encoded as it is, *without* the
-  system prompt;
-* tokenised with ``padding="max_length"``, ``max_length=256``, ``truncation=True`` on the
-  *right* (the pipeline sets ``tokenizer.padding_side = "right"`` in its constructor);
-* the text encoder (``Gemma2Model``) runs on ``(input_ids, attention_mask=mask,
-  output_hidden_states=True)`` with default position ids, and the pipeline keeps
-  ``hidden_states[-2]``: the output of the second-to-last decoder layer (in transformers 5.24 the
-  last entry is the final-norm output, the one before it the layer ``L-2`` output). The last
-  decoder layer therefore never reaches the image;
-* the transformer is called as ``transformer(hidden_states=latents, timestep=1 - sigma,
-  encoder_hidden_states=embeds, encoder_attention_mask=mask)``; positional index 2 is the
-  conditioning, 3 its mask. It reads the first ``mask.sum()`` caption tokens (right padding
-  assumed), refines them (``context_refiner``) after a projection
-  (``time_caption_embed.caption_embedder``: RMSNorm + Linear) and joins them with the image
-  tokens in the joint blocks ``layers``.
+``lumina2`` (``Lumina2Pipeline``): ``pipe.system_prompt + " <Prompt Start> " + prompt``, padded to
+  ``max_length=256`` on the right; ``hidden_states[-2]`` of the ``Gemma2Model`` (the output of
+  the second-to-last decoder layer: the last layer never reaches the image), every position
+  kept with its mask; the negative prompt (``""``) is encoded without the system prompt. The
+  transformer is called as ``(latents, timestep=1 - sigma, encoder_hidden_states, mask)``; it
+  projects the caption (``time_caption_embed.caption_embedder``), refines it
+  (``context_refiner``) and joins it with the image tokens (``layers``).
+
+``sana`` (``SanaPipeline``): the prompt is lower-cased and stripped (``_text_preprocessing``),
+  prefixed by the complex human instruction (``"\\n".join(chi) + prompt``; the default list is
+  read from the pipeline's ``__call__`` signature), padded on the right to ``len(chi tokens) +
+  300 - 2``; the post-norm last hidden state of the ``Gemma2Model`` (``output[0]``); then the
+  token selection ``[0] + [-299 .. -1]`` keeps BOS and the last 299 columns, i.e. (almost) drops
+  the instruction. The negative prompt is encoded without the instruction. The transformer gets
+  ``(latents, encoder_hidden_states, timestep=1000 sigma * timestep_scale, encoder_attention_mask)``
+  and projects the caption (``caption_projection``, then ``caption_norm``) before its cross-attention
+  blocks (``transformer_blocks``).
+
+``qwenimage`` (``QwenImagePipeline``): ``pipe.prompt_template_encode.format(prompt)`` (a chat
+  template: system turn, user turn, assistant header), padded to the batch's longest;
+  ``hidden_states[-1]`` (post-norm) of ``Qwen2_5_VLForConditionalGeneration``; per row the real
+  tokens only, the first ``pipe.prompt_template_encode_start_idx`` dropped (the offset is read
+  from the pipeline, not written here), right-padded with zeros, mask 1 on kept tokens; at most
+  ``max_sequence_length`` (512) slots. The trailing template tokens (``<|im_end|>`` and the
+  assistant header) stay in the conditioning. Guidance is "true CFG" (``true_cfg_scale``) against
+  a negative prompt (``" "``, as the model card does). The transformer gets packed latents
+  ``(B, h/2 * w/2, 4 C)`` and ``(latents, encoder_hidden_states, encoder_hidden_states_mask,
+  timestep=sigma, img_shapes)``; the caption passes ``txt_norm`` and ``txt_in``; each of its
+  ``transformer_blocks`` returns ``(text stream, image stream)``.
 
 Two tokenizer instances are loaded from the same files: ``adapter.tokenizer`` (left padding, as
-the text side of the toolkit expects) and ``adapter.pipe.tokenizer`` (right padding, as the
-pipeline expects).
+the text side of the toolkit expects) and ``adapter.pipe.tokenizer`` (as the pipeline pads).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..world.conditioning import Conditioning
 from .base import ModulePaths, UMMAdapter
+
+#: Where the DiT is read in the trace module: flow time ``sigma`` on seeded noise (``x = sigma * eps``,
+#: clean latent 0), converted to each transformer's own timestep convention by its ``_call_*``.
+TRACE_SIGMA = 0.5
+
+
+@dataclass
+class EncodeLayout:
+    """What a pipeline's text encoder receives for a batch, and which columns reach the transformer.
+
+    ``input_ids``, ``attention_mask`` ``(B, M)``: exactly the pipeline's tokens;
+    ``offsets`` ``(B, M, 2)``: character offsets relative to the user's prompt (``(0, 0)`` outside it);
+    ``slots`` ``(B, S)``: the column of the encoder output that conditioning slot ``j`` is read from,
+    ``-1`` where the pipeline pads with zeros; ``slot_mask`` ``(B, S)``: the mask the transformer gets;
+    ``prompt_last`` ``(B,)``: the column of the user's prompt's last token.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    offsets: torch.Tensor
+    slots: torch.Tensor
+    slot_mask: torch.Tensor
+    prompt_last: torch.Tensor
+
+
+def _relative_offsets(offsets: torch.Tensor, mask: torch.Tensor, starts: Sequence[int], lengths: Sequence[int]):
+    """Offsets relative to each row's prompt span ``[start, start + length)``; ``(0, 0)`` outside it.
+    Returns ``(offsets, prompt_last)``; a row whose prompt has no token left raises ``ValueError``."""
+    out = torch.zeros_like(offsets)
+    last = torch.zeros(offsets.shape[0], dtype=torch.long)
+    for b, (s, n) in enumerate(zip(starts, lengths)):
+        rel = offsets[b] - s
+        inside = (rel[:, 1] > 0) & (rel[:, 0] < n) & mask[b].bool()
+        if not inside.any():
+            raise ValueError(f"prompt {b}: none of its tokens survives the pipeline's truncation")
+        rel[:, 0] = rel[:, 0].clamp(min=0)
+        rel[:, 1] = rel[:, 1].clamp(max=n)
+        out[b] = rel * inside[:, None]
+        last[b] = int(inside.nonzero().max())
+    return out, last
+
+
+def _tokenize(tok, texts, **kw):
+    enc = tok(list(texts), return_tensors="pt", return_offsets_mapping=True, **kw)
+    return enc["input_ids"], enc["attention_mask"], enc["offset_mapping"]
+
+
+def _prefix_lumina2(pipe) -> str:
+    return f"{pipe.system_prompt} <Prompt Start> "
+
+
+def _prefix_qwenimage(pipe) -> str:
+    return pipe.prompt_template_encode.split("{}")[0]
+
+
+def _layout_lumina2(adapter, prompts: Sequence[str]) -> EncodeLayout:
+    pre = _prefix_lumina2(adapter.pipe)
+    S = adapter.max_sequence_length
+    ids, mask, off = _tokenize(adapter.pipe.tokenizer, [pre + p for p in prompts], padding="max_length",
+                               max_length=S, truncation=True)
+    off, last = _relative_offsets(off, mask, [len(pre)] * len(prompts), [len(p) for p in prompts])
+    slots = torch.arange(S).expand(len(prompts), S).clone()
+    return EncodeLayout(ids, mask, off, slots, mask.clone(), last)
+
+
+def _sana_instruction(pipe) -> str:
+    default = inspect.signature(type(pipe).__call__).parameters["complex_human_instruction"].default
+    return "\n".join(default) if default else ""
+
+
+def _layout_sana(adapter, prompts: Sequence[str]) -> EncodeLayout:
+    pipe = adapter.pipe
+    text = pipe._text_preprocessing(list(prompts), clean_caption=False)  # lower().strip(), as the pipeline
+    chi = _sana_instruction(pipe)
+    S = adapter.max_sequence_length
+    M = len(pipe.tokenizer.encode(chi)) + S - 2 if chi else S
+    ids, mask, off = _tokenize(pipe.tokenizer, [chi + t for t in text], padding="max_length", max_length=M,
+                               truncation=True, add_special_tokens=True)
+    starts = [len(chi)] * len(prompts)
+    off, last = _relative_offsets(off, mask, starts, [len(t) for t in text])
+    select = torch.tensor([0] + list(range(M - S + 1, M)))
+    slots = select.expand(len(prompts), S).clone()
+    return EncodeLayout(ids, mask, off, slots, mask[:, select].clone(), last)
+
+
+def _layout_qwenimage(adapter, prompts: Sequence[str]) -> EncodeLayout:
+    pipe = adapter.pipe
+    template, drop = pipe.prompt_template_encode, int(pipe.prompt_template_encode_start_idx)
+    pre = _prefix_qwenimage(pipe)
+    ids, mask, off = _tokenize(pipe.tokenizer, [template.format(p) for p in prompts],
+                               max_length=pipe.tokenizer_max_length + drop, padding=True, truncation=True)
+    off, last = _relative_offsets(off, mask, [len(pre)] * len(prompts), [len(p) for p in prompts])
+    kept = [mask[b].nonzero().flatten()[drop:] for b in range(len(prompts))]
+    S = min(max(len(k) for k in kept), adapter.max_sequence_length)  # encode_prompt: embeds[:, :max_len]
+    slots = torch.full((len(prompts), S), -1, dtype=torch.long)
+    for b, k in enumerate(kept):
+        slots[b, : min(len(k), S)] = k[:S]
+    return EncodeLayout(ids, mask, off, slots, (slots >= 0).long(), last)
+
+
+def _call_lumina2(transformer, x, sigma, hidden, mask, hw):
+    t = torch.full((x.shape[0],), 1.0 - sigma, dtype=hidden.dtype, device=x.device)
+    return transformer(x, t, hidden, mask, return_dict=False)[0]
+
+
+def _call_sana(transformer, x, sigma, hidden, mask, hw):
+    scale = float(getattr(transformer.config, "timestep_scale", 1.0))
+    t = torch.full((x.shape[0],), 1000.0 * sigma * scale, dtype=hidden.dtype, device=x.device)
+    return transformer(x, hidden, t, None, mask, return_dict=False)[0]
+
+
+def _call_qwenimage(transformer, x, sigma, hidden, mask, hw):
+    B, C, H, W = x.shape  # pack 2x2 latent patches, as QwenImagePipeline._pack_latents
+    packed = x.view(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, (H // 2) * (W // 2), C * 4)
+    t = torch.full((B,), sigma, dtype=hidden.dtype, device=x.device)
+    return transformer(packed, hidden, mask, t, [[(1, H // 2, W // 2)]] * B, return_dict=False)[0]
 
 
 @dataclass(frozen=True)
@@ -53,50 +183,65 @@ class TextEncPreset:
 
     name: str
     pipeline: str                 # diffusers pipeline class
-    lm_class: str                 # transformers causal-LM class loaded from ``text_encoder/``
+    lm_class: str                 # transformers class loaded from ``text_encoder/`` (answers text)
+    encoder: str                  # the pipeline's text_encoder: "decoder" (``lm.model``) or "lm" (``lm``)
     family: str                   # editing hyperparameter family (``editing.hparams.FAMILY_DEFAULTS``)
     hidden_index: int             # index into the text encoder's ``hidden_states`` the pipeline keeps
-    template: str                 # prompt wrapping; ``{system}`` is ``getattr(pipe, system_attr)``
-    system_attr: str | None       # pipeline attribute holding the system prompt
-    max_sequence_length: int      # the pipeline's default ``max_sequence_length``
-    padding_side: str             # how the pipeline pads (its tokenizer's side)
-    cond_arg: int                 # positional index of the conditioning in ``transformer.forward``
+    max_sequence_length: int      # the pipeline's ``__call__`` default
+    layout: Callable              # ``(adapter, prompts) -> EncodeLayout``: the pipeline's encode_prompt
+    call: Callable                # ``(transformer, x, sigma, hidden, mask, hw) -> sample``, positional
+    prefix: Callable              # ``pipe -> str``: the text the pipeline puts before the user's prompt
+    cond_arg: int                 # positional index of the conditioning in that call
     mask_arg: int                 # positional index of its mask
     connector: str | None         # projection of the conditioning inside the transformer
     refiner: str | None           # caption-only blocks (a ModuleList path in the transformer)
     blocks: str                   # the generator's main blocks (a ModuleList path in the transformer)
+    block_output: int | None      # which element of a block's output tuple is the image stream
+    packed: bool                  # latents packed 2x2 (Qwen-Image) -> latent side a multiple of 2
     default_steps: int            # the pipeline's ``__call__`` defaults
     default_guidance: float
+    guidance_arg: str = "guidance_scale"
+    negative_prompt: str | None = None
     description: str = ""
-    paths: ModulePaths = ModulePaths()
+    paths: ModulePaths = field(default_factory=ModulePaths)
 
+
+_QWEN_PATHS = ModulePaths(
+    layers="model.language_model.layers", layer="model.language_model.layers.{}",
+    mlp="model.language_model.layers.{}.mlp", mlp_down="model.language_model.layers.{}.mlp.down_proj",
+    mlp_up="model.language_model.layers.{}.mlp.up_proj", attn="model.language_model.layers.{}.self_attn",
+    final_norm="model.language_model.norm", embed="model.language_model.embed_tokens", lm_head="lm_head",
+)
 
 PRESETS: dict[str, TextEncPreset] = {
     "lumina2": TextEncPreset(
-        name="lumina2",
-        pipeline="Lumina2Pipeline",
-        lm_class="Gemma2ForCausalLM",
-        family="llama",
-        hidden_index=-2,
-        template="{system} <Prompt Start> {prompt}",
-        system_attr="system_prompt",
-        max_sequence_length=256,
-        padding_side="right",
-        cond_arg=2,
-        mask_arg=3,
-        connector="time_caption_embed.caption_embedder",
-        refiner="context_refiner",
-        blocks="layers",
-        default_steps=30,
-        default_guidance=4.0,
+        name="lumina2", pipeline="Lumina2Pipeline", lm_class="Gemma2ForCausalLM", encoder="decoder",
+        family="llama", hidden_index=-2, max_sequence_length=256, layout=_layout_lumina2, call=_call_lumina2,
+        prefix=_prefix_lumina2,
+        cond_arg=2, mask_arg=3, connector="time_caption_embed.caption_embedder", refiner="context_refiner",
+        blocks="layers", block_output=None, packed=False, default_steps=30, default_guidance=4.0,
         description="Lumina-Image 2.0 (Lumina2Pipeline): Gemma-2 text encoder, hidden_states[-2] of the "
                     "system-prompted caption condition a flow DiT",
     ),
+    "sana": TextEncPreset(
+        name="sana", pipeline="SanaPipeline", lm_class="Gemma2ForCausalLM", encoder="decoder",
+        family="llama", hidden_index=-1, max_sequence_length=300, layout=_layout_sana, call=_call_sana,
+        prefix=_sana_instruction,
+        cond_arg=1, mask_arg=4, connector="caption_projection", refiner=None,
+        blocks="transformer_blocks", block_output=None, packed=False, default_steps=20, default_guidance=4.5,
+        description="Sana (SanaPipeline): Gemma-2 text encoder, post-norm last hidden state, BOS + the last "
+                    "299 tokens (the instruction dropped), linear DiT with cross-attention",
+    ),
+    "qwenimage": TextEncPreset(
+        name="qwenimage", pipeline="QwenImagePipeline", lm_class="Qwen2_5_VLForConditionalGeneration",
+        encoder="lm", family="llama", hidden_index=-1, max_sequence_length=512, layout=_layout_qwenimage,
+        call=_call_qwenimage, prefix=_prefix_qwenimage, cond_arg=1, mask_arg=2, connector="txt_in", refiner=None,
+        blocks="transformer_blocks", block_output=1, packed=True, default_steps=50, default_guidance=4.0,
+        guidance_arg="true_cfg_scale", negative_prompt=" ", paths=_QWEN_PATHS,
+        description="Qwen-Image (QwenImagePipeline): Qwen2.5-VL text encoder, post-norm last hidden state "
+                    "of the chat-templated prompt, template start dropped, MMDiT",
+    ),
 }
-
-#: Where the DiT is read in the trace module: flow time ``sigma`` on seeded noise (``x = sigma * eps``,
-#: clean latent 0); Lumina's transformer takes ``timestep = 1 - sigma`` (0 = noise, 1 = image).
-TRACE_SIGMA = 0.5
 
 
 def _import(module: str, name: str):
@@ -106,66 +251,69 @@ def _import(module: str, name: str):
 
 
 class TextEncDiTAdapter(UMMAdapter):
-    """A diffusers DiT pipeline whose text encoder is the decoder of a causal LM.
+    """A diffusers DiT pipeline whose text encoder is (the decoder of) a causal LM.
 
     Build with :func:`load_textenc_dit`. ``pipe`` is the diffusers pipeline (its ``text_encoder``
-    is ``lm.model``); ``preset`` a :class:`TextEncPreset`. ``pipeline_kwargs`` are passed to every
-    pipeline call (e.g. ``{"cfg_trunc_ratio": 0.25}``); empty by default, i.e. the pipeline's own
-    ``__call__`` defaults.
+    is ``lm.model`` or ``lm``, per preset); ``preset`` a :class:`TextEncPreset`.
+    ``pipeline_kwargs`` are passed to every pipeline call (e.g. ``{"height": 512, "width": 512}``
+    or ``{"use_resolution_binning": False}``); empty by default, i.e. the pipeline's own defaults.
+    A ``height``/``width`` given there also sets the latent size of the trace module.
     """
 
     world = None
     verifier = None
 
     def __init__(self, name: str, lm, tokenizer, pipe, preset: TextEncPreset, *, device: torch.device,
-                 dtype: torch.dtype):
+                 dtype: torch.dtype, pipeline_kwargs: dict | None = None):
         super().__init__(lm, tokenizer, device=device, dtype=dtype)
-        if pipe.text_encoder is not lm.model:
-            raise ValueError("the pipeline's text_encoder must be the LM's decoder (lm.model) itself")
+        want = lm.model if preset.encoder == "decoder" else lm
+        if pipe.text_encoder is not want:
+            raise ValueError(f"{preset.name}: the pipeline's text_encoder must be the LM's "
+                             f"{'decoder (lm.model)' if preset.encoder == 'decoder' else 'model (lm)'} itself")
         self.name = name
         self.pipe = pipe
         self.preset = preset
         self.paths = preset.paths
         self.family = preset.family
         self.generator = pipe.transformer
-        self.pipeline_kwargs: dict = {}
+        self.pipeline_kwargs: dict = dict(pipeline_kwargs or {})
         self._trace_module = None
 
     # --- the pipeline's text side, mirrored -------------------------------------------------
     @property
-    def system_prompt(self) -> str:
-        attr = self.preset.system_attr
-        return getattr(self.pipe, attr) if attr else ""
+    def max_sequence_length(self) -> int:
+        return int(self.pipeline_kwargs.get("max_sequence_length", self.preset.max_sequence_length))
 
     def prompt_prefix(self) -> str:
-        """The text before the user's prompt in what the pipeline encodes."""
-        return self.preset.template.split("{prompt}")[0].format(system=self.system_prompt)
+        """The text before the user's prompt in what the pipeline encodes (system prompt, instruction
+        or chat-template head)."""
+        return self.preset.prefix(self.pipe)
 
-    def pipeline_text(self, prompt: str) -> str:
-        return self.preset.template.format(system=self.system_prompt, prompt=prompt)
+    def layout(self, prompts: Sequence[str]) -> EncodeLayout:
+        """The pipeline's tokens for ``prompts`` and the columns that reach the transformer."""
+        return self.preset.layout(self, list(prompts))
 
-    def pipeline_tokens(self, prompts: Sequence[str], *, offsets: bool = False):
-        """The pipeline's tokenisation of ``prompts`` (wrapped, padded, truncated as it does)."""
-        tok = self.pipe.tokenizer
-        if tok.padding_side != self.preset.padding_side:
-            raise RuntimeError(f"the pipeline tokenizer pads on the {tok.padding_side}, "
-                               f"{self.preset.name} on the {self.preset.padding_side}")
-        return tok([self.pipeline_text(p) for p in prompts], padding="max_length",
-                   max_length=self.preset.max_sequence_length, truncation=True, return_tensors="pt",
-                   return_offsets_mapping=offsets)
+    def pipeline_tokens(self, prompts: Sequence[str]) -> dict:
+        """``{"input_ids", "attention_mask"}`` as the pipeline's text encoder receives them."""
+        lay = self.layout(prompts)
+        return {"input_ids": lay.input_ids, "attention_mask": lay.attention_mask}
 
     @torch.no_grad()
+    def _encode(self, lay: EncodeLayout) -> Conditioning:
+        ids, mask = lay.input_ids.to(self.device), lay.attention_mask.to(self.device)
+        te = self.pipe.text_encoder
+        h = te(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[self.preset.hidden_index]
+        slots = lay.slots.to(self.device)
+        hidden = torch.gather(h, 1, slots.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))
+        hidden = hidden * (slots >= 0)[..., None].to(hidden.dtype)  # zero-padded slots (Qwen-Image)
+        smask = lay.slot_mask.to(self.device)
+        return Conditioning(hidden.to(te.dtype), smask, slots.masked_fill(smask == 0, -1))
+
     def conditioning(self, prompts: Sequence[str]) -> Conditioning:
         """What the pipeline hands the transformer for ``prompts`` (its ``encoder_hidden_states``
-        and ``encoder_attention_mask``). ``lm_positions[b, j] = j`` on real tokens (the
-        system prompt included; conditioning slot ``j`` is LM input position ``j``), -1 on padding."""
-        enc = self.pipeline_tokens(prompts)
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        te = self.pipe.text_encoder
-        out = te(ids, attention_mask=mask, output_hidden_states=True)
-        hidden = out.hidden_states[self.preset.hidden_index].to(dtype=te.dtype, device=self.device)
-        pos = torch.arange(ids.shape[1], device=self.device).expand_as(ids).masked_fill(mask == 0, -1)
-        return Conditioning(hidden, mask, pos)
+        and their mask); ``lm_positions[b, j]`` is the text-encoder column slot ``j`` is read
+        from (template tokens included), -1 on padding."""
+        return self._encode(self.layout(prompts))
 
     # --- images ------------------------------------------------------------------------------
     @property
@@ -175,6 +323,17 @@ class TextEncDiTAdapter(UMMAdapter):
     @property
     def guidance(self) -> float:
         return self.preset.default_guidance
+
+    def image_hw(self) -> tuple[int, int]:
+        """The pipeline's image size: ``pipeline_kwargs`` height/width, else its default."""
+        pipe = self.pipe
+        sig = inspect.signature(type(pipe).__call__).parameters
+        side = getattr(pipe, "default_sample_size", None) or self.generator.config.sample_size
+        out = []
+        for k in ("height", "width"):  # Sana: 1024 in its signature; others: sample size x VAE factor
+            default = sig[k].default if k in sig and sig[k].default is not None else int(side) * int(pipe.vae_scale_factor)
+            out.append(int(self.pipeline_kwargs.get(k, default)))
+        return out[0], out[1]
 
     @torch.no_grad()
     def generate_images(
@@ -186,32 +345,31 @@ class TextEncDiTAdapter(UMMAdapter):
         guidance: float | None = None,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8 images through the pipeline (its default size).
+        """``(N, H, W, 3)`` uint8 images through the pipeline.
 
         Every image gets its own ``torch.Generator("cpu").manual_seed(seed)`` (a list of
         generators per pipeline call), so every image starts from the same noise, drawn on the
-        CPU whatever the device: image ``i`` depends only on ``prompts[i]`` and ``seed``. Prompts
-        are batched ``batch_size`` at a time; captions are padded to the fixed
-        ``max_sequence_length``, but the joint sequence of the transformer is as long as the
-        batch's longest caption, so a batched image may differ from the same prompt drawn alone
-        by float rounding; ``batch_size=1`` is exact. (On the tiny model, batched and one-by-one
-        images were identical for every seed tried.)
+        CPU whatever the device: image ``i`` depends only on ``prompts[i]`` and ``seed``, up to the
+        float rounding of a batch whose captions differ in length (``batch_size=1`` is exact).
+        Guidance goes where the pipeline takes it (``guidance_scale``; Qwen-Image:
+        ``true_cfg_scale`` against the preset's negative prompt).
         """
         prompts = list(prompts)
         steps = steps or self.sample_steps
         guidance = self.guidance if guidance is None else guidance
+        kw = {self.preset.guidance_arg: guidance, "max_sequence_length": self.max_sequence_length}
+        if self.preset.negative_prompt is not None and guidance > 1:
+            kw["negative_prompt"] = self.preset.negative_prompt
+        kw.update(self.pipeline_kwargs)
         out = []
         for i in range(0, len(prompts), max(1, batch_size)):
             chunk = prompts[i:i + batch_size]
             gens = [torch.Generator("cpu").manual_seed(seed) for _ in chunk]
-            imgs = self.pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
-                             output_type="np", max_sequence_length=self.preset.max_sequence_length,
-                             **self.pipeline_kwargs).images
+            imgs = self.pipe(chunk, num_inference_steps=steps, generator=gens, output_type="np", **kw).images
             out.append((np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8))
         if out:
             return np.concatenate(out)
-        size = self.pipe.default_sample_size * self.pipe.vae_scale_factor
-        return np.zeros((0, size, size, 3), np.uint8)
+        return np.zeros((0, *self.image_hw(), 3), np.uint8)
 
     # --- interpretability -------------------------------------------------------------------
     @property
@@ -233,14 +391,17 @@ class TextEncDiTAdapter(UMMAdapter):
     def conditioning_sites(self) -> list:
         """The tensor the transformer receives (``input:{cond_arg}``), its projection, the caption
         refiner blocks (all ``(B, S, C)`` over the conditioning slots), then every generator
-        block's output, at a fixed seeded noise and timestep."""
+        block's image stream, at a fixed seeded noise and timestep."""
         from .sites import Site
 
-        out = [Site("cond.tensor", "conditioning", "transformer", read=f"input:{self.preset.cond_arg}")]
+        p = self.preset
+        gen_read = "output" if p.block_output is None else f"output:{p.block_output}"
+        out = [Site("cond.tensor", "conditioning", "transformer", read=f"input:{p.cond_arg}")]
         if self.connector:
             out.append(Site("cond.connector_out", "conditioning", f"transformer.{self.connector}"))
         out += [Site(f"cond.refiner.{i}", "conditioning", f"transformer.{b}") for i, b in enumerate(self.refiner_blocks)]
-        out += [Site(f"gen.block.{i}", "generator", f"transformer.{b}") for i, b in enumerate(self.generator_blocks)]
+        out += [Site(f"gen.block.{i}", "generator", f"transformer.{b}", read=gen_read)
+                for i, b in enumerate(self.generator_blocks)]
         return out
 
     def trace_module(self) -> torch.nn.Module:
@@ -248,53 +409,53 @@ class TextEncDiTAdapter(UMMAdapter):
             self._trace_module = _TextEncDiTPath(self.lm, self.generator, self.preset)
         return self._trace_module
 
+    def _latent_hw(self) -> tuple[int, int]:
+        h, w = self.image_hw()
+        f = int(self.pipe.vae_scale_factor)
+        if self.preset.packed:  # QwenImagePipeline.prepare_latents: 2 * (size // (f * 2))
+            return 2 * (h // (f * 2)), 2 * (w // (f * 2))
+        return h // f, w // f
+
     def trace_inputs(self, prompts: Sequence[str], *, seed: int = 0) -> tuple[tuple, dict]:
         """Inputs of :meth:`trace_module` for ``prompts``.
 
-        The pipeline pads on the right to ``max_sequence_length``; the recorder reads the
-        prompt's last token at column ``T - 1`` of a left-padded batch. So the language model
-        runs once on an *end-aligned* layout: row ``b`` is the pipeline's row shifted right by
-        ``s_b = N - n_b`` (``n_b`` real tokens, ``N`` the longest), pads before and after,
-        position ids ``j - s_b`` and attention on the real tokens only -- the pipeline's
-        attention pattern and positions, so the hidden states equal the pipeline's up to float
-        rounding, padding slots included. The conditioning is gathered back into the pipeline's
-        layout. ``extra`` holds the first ``N`` columns (the left-padded prompt, system prompt
-        included) with offsets relative to the user's prompt (system-prompt tokens get
-        ``(0, 0)``), so ``T - 1`` is every row's last token.
+        The recorder reads the prompt's last token at column ``T - 1`` of its batch; a pipeline
+        pads on the right and may put template tokens after the prompt. So the language model
+        runs once on a *prompt-end-aligned* layout: row ``b`` is the pipeline's row shifted right
+        by ``s_b = P - p_b`` (``p_b`` the column of the prompt's last token, ``P`` the largest),
+        pads before and after, position ids ``j - s_b`` (the pipeline's own positions) and
+        attention on the real tokens only -- the pipeline's attention pattern, so the hidden
+        states equal the pipeline's up to float rounding. The conditioning is gathered back into
+        the pipeline's slots. ``extra`` holds the first ``P + 1`` columns with offsets relative to
+        the user's prompt (template tokens get ``(0, 0)``), so ``T - 1 = P`` is every row's
+        prompt-last token.
         """
-        enc = self.pipeline_tokens(prompts, offsets=True)
-        ids_p, mask_p, off_p = enc["input_ids"], enc["attention_mask"], enc["offset_mapping"]
-        B, S = ids_p.shape
-        n = mask_p.sum(1)
-        N, m = int(n.max()), int(n.min())
-        L = N + S - m
+        lay = self.layout(prompts)
+        ids_p, mask_p, B, M = lay.input_ids, lay.attention_mask, *lay.input_ids.shape
+        shift = int(lay.prompt_last.max()) - lay.prompt_last
+        P = int(lay.prompt_last.max())
+        L = int((shift + M).max())
         pad = self.pipe.tokenizer.pad_token_id
-        ids = torch.full((B, L), pad, dtype=ids_p.dtype)
+        ids = torch.full((B, L), pad if pad is not None else 0, dtype=ids_p.dtype)
         mask = torch.zeros((B, L), dtype=mask_p.dtype)
-        offsets = torch.zeros((B, L, 2), dtype=off_p.dtype)
-        shift = N - n
-        plen = len(self.prompt_prefix())
+        offsets = torch.zeros((B, L, 2), dtype=lay.offsets.dtype)
         for b in range(B):
             s = int(shift[b])
-            ids[b, s:s + S] = ids_p[b]
-            mask[b, s:s + S] = mask_p[b]
-            o = off_p[b] - plen
-            o[:, 0] = o[:, 0].clamp(min=0)
-            o[o[:, 1] <= 0] = 0
-            offsets[b, s:s + S] = o * mask_p[b, :, None]
+            ids[b, s:s + M] = ids_p[b]
+            mask[b, s:s + M] = mask_p[b]
+            offsets[b, s:s + M] = lay.offsets[b]
         pos = (torch.arange(L)[None, :] - shift[:, None]).clamp(min=0)
-        index = shift[:, None] + torch.arange(S)[None, :]
-        cond_pos = index.masked_fill(mask_p == 0, -1)
-        size = self.generator.config.sample_size
-        latent = torch.randn((1, self.generator.config.in_channels, size, size),
-                             generator=torch.Generator("cpu").manual_seed(seed))
+        index = torch.where(lay.slots >= 0, lay.slots + shift[:, None], torch.full_like(lay.slots, -1))
+        cond_pos = index.masked_fill(lay.slot_mask == 0, -1)
+        C = self.generator.config.in_channels // (4 if self.preset.packed else 1)
+        h, w = self._latent_hw()
+        latent = torch.randn((1, C, h, w), generator=torch.Generator("cpu").manual_seed(seed))
         x = (TRACE_SIGMA * latent).expand(B, -1, -1, -1).contiguous()
-        t = torch.full((B,), 1.0 - TRACE_SIGMA)
         dev = self.device
-        args = (ids.to(dev), mask.to(dev), pos.to(dev), index.to(dev), mask_p.to(dev), cond_pos.to(dev),
-                x.to(dev), t.to(dev))
-        extra = {"input_ids": ids[:, :N].to(dev), "attention_mask": mask[:, :N].to(dev),
-                 "offset_mapping": offsets[:, :N]}
+        args = (ids.to(dev), mask.to(dev), pos.to(dev), index.to(dev), lay.slot_mask.to(dev), cond_pos.to(dev),
+                x.to(dev))
+        extra = {"input_ids": ids[:, :P + 1].to(dev), "attention_mask": mask[:, :P + 1].to(dev),
+                 "offset_mapping": offsets[:, :P + 1]}
         return args, extra
 
 
@@ -302,8 +463,9 @@ class _TextEncDiTPath(torch.nn.Module):
     """prompt ids -> LM decoder -> the pipeline's conditioning -> one transformer call.
 
     Holds references (not copies) to the adapter's LM (as ``lm``) and transformer, so an applied
-    weight delta is what gets traced. The transformer is called with positional arguments so that
-    its conditioning is ``input:{cond_arg}`` for the recorder. Returns ``(sample, Conditioning)``.
+    weight delta is what gets traced. The transformer is called positionally (the preset's
+    ``call``), so that its conditioning is ``input:{cond_arg}`` for the recorder. Returns
+    ``(sample, Conditioning)``.
     """
 
     def __init__(self, lm, transformer, preset: TextEncPreset):
@@ -311,17 +473,17 @@ class _TextEncDiTPath(torch.nn.Module):
         self.lm = lm
         self.transformer = transformer
         self.hidden_index = preset.hidden_index
-        if (preset.cond_arg, preset.mask_arg) != (2, 3):
-            raise NotImplementedError(f"{preset.name}: the trace module calls transformer(x, t, cond, mask)")
+        self.call = preset.call
 
-    def forward(self, input_ids, attention_mask, position_ids, cond_index, cond_mask, cond_positions, x, t):
+    def forward(self, input_ids, attention_mask, position_ids, cond_index, cond_mask, cond_positions, x):
         base = self.lm.model
         out = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    output_hidden_states=True)
         h = out.hidden_states[self.hidden_index]
-        hidden = torch.gather(h, 1, cond_index[..., None].expand(-1, -1, h.shape[-1])).to(base.dtype)
+        hidden = torch.gather(h, 1, cond_index.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))
+        hidden = (hidden * (cond_index >= 0)[..., None].to(hidden.dtype)).to(h.dtype)
         cond = Conditioning(hidden, cond_mask, cond_positions)
-        sample = self.transformer(x.to(hidden.dtype), t.to(hidden.dtype), hidden, cond_mask, None, False)[0]
+        sample = self.call(self.transformer, x.to(hidden.dtype), TRACE_SIGMA, hidden, cond_mask, x.shape[-2:])
         return sample, cond
 
 
@@ -334,13 +496,19 @@ def load_textenc_dit(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     name: str | None = None,
+    pipeline_kwargs: dict | None = None,
+    device_map: str | dict | None = None,
 ) -> TextEncDiTAdapter:
     """Load a pipeline folder (diffusers layout: ``model_index.json``, ``text_encoder/``,
     ``tokenizer/``, ``transformer/``, ``vae/``, ``scheduler/``) from a local path, offline.
 
-    The LM is ``preset.lm_class`` loaded from ``text_encoder/`` (a saved base model loads into the
-    causal LM; its head is tied to the embeddings, as in Gemma); the pipeline gets ``lm.model``
-    as its text encoder and a second tokenizer instance (right padding).
+    The LM is ``preset.lm_class`` loaded from ``text_encoder/`` (a saved ``Gemma2Model`` loads
+    into ``Gemma2ForCausalLM``, its head tied to the embeddings as in Gemma); the pipeline gets
+    ``lm.model`` (or ``lm``) as its text encoder and a second tokenizer instance.
+
+    ``device_map`` (e.g. ``"auto"``; needs ``accelerate``) spreads the *language model* over the
+    visible devices with accelerate's big-model loading; the pipeline's other components go to
+    ``device``. Without it, everything goes to ``device``.
     """
     from transformers import AutoTokenizer
 
@@ -355,25 +523,57 @@ def load_textenc_dit(
         raise ValueError(f"{path} holds a {index.get('_class_name')}, preset {preset!r} expects {p.pipeline}")
     device = torch.device(device)
     lm_cls = _import("transformers", p.lm_class)
-    lm = lm_cls.from_pretrained(str(path / "text_encoder"), dtype=dtype, local_files_only=True)
-    lm.to(device).eval()
+    lm_kw = {"device_map": device_map} if device_map is not None else {}
+    lm = lm_cls.from_pretrained(str(path / "text_encoder"), dtype=dtype, local_files_only=True, **lm_kw)
+    if device_map is None:
+        lm.to(device)
+    lm.eval()
     tok = AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True)
     tok.padding_side = "left"
     pipe_tok = AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True)
-    pipe_tok.padding_side = p.padding_side
+    if preset in ("lumina2", "sana"):
+        pipe_tok.padding_side = "right"  # both pipelines set it so themselves
     if not (tok.is_fast and pipe_tok.is_fast):
         raise ValueError(f"{path}/tokenizer: a fast tokenizer is needed (offset mappings)")
     pipe_cls = _import("diffusers", p.pipeline)
-    pipe = pipe_cls.from_pretrained(str(path), text_encoder=lm.model, tokenizer=pipe_tok, dtype=dtype,
+    encoder = lm.model if p.encoder == "decoder" else lm
+    pipe = pipe_cls.from_pretrained(str(path), text_encoder=encoder, tokenizer=pipe_tok, dtype=dtype,
                                     local_files_only=True)
-    pipe.to(device)
+    if device_map is None:
+        pipe.to(device)
+    else:
+        for mod in (pipe.transformer, pipe.vae):
+            mod.to(device)
     pipe.set_progress_bar_config(disable=True)
     for mod in (pipe.transformer, pipe.vae):
         mod.eval()
-    return TextEncDiTAdapter(name or f"{preset}:{path}", lm, tok, pipe, p, device=device, dtype=dtype)
+    return TextEncDiTAdapter(name or f"{preset}:{path}", lm, tok, pipe, p, device=device, dtype=dtype,
+                             pipeline_kwargs=pipeline_kwargs)
 
 
 # --- tiny random models (tests) -----------------------------------------------------------------
+
+def _tiny_tokenizer(extra_special: Sequence[str] = ()):
+    from transformers import PreTrainedTokenizerFast
+
+    tok_dir = Path(__file__).resolve().parents[1] / "assets" / "synthworld" / "tokenizer"
+    tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
+    if extra_special:
+        tok.add_special_tokens({"additional_special_tokens": list(extra_special)})
+    return tok
+
+
+def _tiny_gemma2(tok, seed: int, max_positions: int = 512):
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Gemma2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=max_positions, sliding_window=max_positions,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    return Gemma2ForCausalLM(cfg).eval()
+
 
 def build_tiny_lumina2(out_dir: str | Path, seed: int = 0) -> Path:
     """A tiny random Lumina2 pipeline saved to ``out_dir`` (safetensors), in seconds on a CPU.
@@ -385,23 +585,15 @@ def build_tiny_lumina2(out_dir: str | Path, seed: int = 0) -> Path:
     the real checkpoint does.
     """
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, Lumina2Pipeline, Lumina2Transformer2DModel
-    from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok_dir = Path(__file__).resolve().parents[1] / "assets" / "synthworld" / "tokenizer"
-    tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
-    torch.manual_seed(seed)
-    cfg = Gemma2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=512, sliding_window=512,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-    )
-    lm = Gemma2ForCausalLM(cfg).eval()
+    tok = _tiny_tokenizer()
+    lm = _tiny_gemma2(tok, seed)
     transformer = Lumina2Transformer2DModel(
         sample_size=4, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_refiner_layers=1,
         num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(4, 6, 6), axes_lens=(300, 16, 16),
-        cap_feat_dim=cfg.hidden_size,
+        cap_feat_dim=lm.config.hidden_size,
     )
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
@@ -410,5 +602,74 @@ def build_tiny_lumina2(out_dir: str | Path, seed: int = 0) -> Path:
     )
     scheduler = FlowMatchEulerDiscreteScheduler(shift=6.0)
     pipe = Lumina2Pipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm.model, tokenizer=tok)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def build_tiny_sana(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random Sana pipeline saved to ``out_dir``: Gemma-2 text encoder (as for Lumina2, with
+    room for the complex human instruction's ~570 tokens of this tokenizer), a Sana transformer
+    (2 blocks, hidden 32, ``sample_size`` 8) and a 3-level AutoencoderDC (4x): 32-pixel images.
+    Resolution binning (``use_resolution_binning``) knows only the real sizes: pass
+    ``pipeline_kwargs={"use_resolution_binning": False}`` for this model."""
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = _tiny_tokenizer()
+    lm = _tiny_gemma2(tok, seed, max_positions=1024)
+    torch.manual_seed(seed)
+    transformer = SanaTransformer2DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=2,
+        num_cross_attention_heads=2, cross_attention_head_dim=16, cross_attention_dim=32,
+        caption_channels=lm.config.hidden_size, sample_size=8, patch_size=1,
+    )
+    vae = AutoencoderDC(
+        in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock",) * 3,
+        decoder_block_types=("ResBlock",) * 3, encoder_block_out_channels=(8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8), encoder_layers_per_block=(1, 1, 1), decoder_layers_per_block=(1, 1, 1),
+        encoder_qkv_multiscales=((), (), ()), decoder_qkv_multiscales=((), (), ()), decoder_norm_types="rms_norm",
+        decoder_act_fns="silu", scaling_factor=1.0,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = SanaPipeline(tokenizer=tok, text_encoder=lm.model, vae=vae, transformer=transformer, scheduler=scheduler)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def build_tiny_qwenimage(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random Qwen-Image pipeline saved to ``out_dir``: a Qwen2.5-VL text encoder (text
+    hidden 32, 4 layers, untied head, a 1-block vision tower it never uses here) on the SynthWorld
+    tokenizer plus the chat tokens ``<|im_start|>``/``<|im_end|>``, a Qwen-Image transformer (2
+    blocks, inner 32) and a 3-level Qwen-Image VAE (4x spatial). The pipeline's default image is
+    ``128 * 4 = 512`` pixels; pass ``pipeline_kwargs={"height": 32, "width": 32}``."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = _tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
+    torch.manual_seed(seed)
+    cfg = Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
+                     "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
+                     "tie_word_embeddings": False, "pad_token_id": tok.pad_token_id,
+                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id},
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 32},
+        vocab_size=len(tok), tie_word_embeddings=False,
+        image_token_id=len(tok) + 10, video_token_id=len(tok) + 11,  # ids this tokenizer never produces
+        vision_start_token_id=len(tok) + 12, vision_end_token_id=len(tok) + 13,
+    )
+    lm = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1,
+                                 temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                                                base_image_seq_len=16, max_image_seq_len=256)
+    pipe = QwenImagePipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm, tokenizer=tok)
     pipe.save_pretrained(str(out), safe_serialization=True)
     return out
