@@ -220,8 +220,25 @@ def test_bench_end_to_end(tiny_path, tmp_path):
             assert s["direct"]["generation_error"] is None and s["direct"]["vqa"]["verdict"] is not None
     assert all(len(p["image_locality"]) == 1 and p["image_locality"][0]["pre"]["verdict"] is not None for p in points)
     assert json.loads((out / "config.json").read_text())["model_name"] == f"janus:{tiny_path}"
+    # the interpretability layer runs unchanged on the Janus adapter
     from unike_interp.interp.analyze import analyze_run
+    from unike_interp.interp.store import ActivationStore
 
     summary = analyze_run(out, progress=False, echo=lambda s: None, figures=False)
-    assert summary["n_cases"] == 2 and "edit_strength" in summary["aucs"]["vqa_direct"]
+    assert summary["n_cases"] == 2 and summary["model"] == f"janus:{tiny_path}"
+    assert "edit_strength" in summary["aucs"]["vqa_direct"] and "cond_drift" in summary["aucs"]["vqa_direct"]
+    assert "skipped" in summary["probes"]  # value probes need every subject's values (SynthWorld only)
     assert (out / "analysis" / "activations.h5").exists()
+    store = ActivationStore(out / "analysis" / "activations.h5")
+    cases = dict(store.iter_cases())
+    assert len(cases) == 2
+    for case_id in cases:
+        for state in ("pre", "post"):
+            acts = store.read(case_id, state, "direct")
+            assert acts["cond.tensor"].shape == (16, 64)  # the N head-read slots: BOI + 15 image tokens
+            assert acts["text.resid.3"].shape == (2, 64) and acts["gen.block.8"].shape == (32, 32, 32)
+            assert np.isfinite(acts["cond.tensor"]).all()
+        assert not np.array_equal(store.read(case_id, "pre", "direct")["cond.tensor"],
+                                  store.read(case_id, "post", "direct")["cond.tensor"])  # the edit reached it
+    stats = json.loads((out / "analysis" / "stats.json").read_text())
+    assert all(np.isfinite(v["cond_drift"]) and v["cond_drift"] > 0 for v in stats["per_case"].values())

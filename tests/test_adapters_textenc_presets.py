@@ -217,3 +217,20 @@ def test_recorder(adapter):
     for k in rec.values:
         np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
     assert np.nanmax(np.abs(weight.values["cond.tensor"] - rec.values["cond.tensor"])) > 1e-4
+
+
+def test_model_folder_from_path_or_hf_cache(tmp_path, monkeypatch):
+    from unike_interp.models.hub import resolve_model_folder
+
+    (tmp_path / "m").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no model_index.json"):
+        resolve_model_folder(tmp_path / "m", marker="model_index.json")
+    (tmp_path / "m" / "model_index.json").write_text("{}")
+    assert resolve_model_folder(tmp_path / "m", marker="model_index.json") == tmp_path / "m"
+    # a repo id is looked up in the Hugging Face cache only (an empty cache here: a clear error)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a repository in the Hugging Face cache"):
+        resolve_model_folder("someone/some-model", marker="model_index.json")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        resolve_model_folder(tmp_path / "nope" / "deeper", marker="model_index.json")

@@ -159,3 +159,26 @@ def test_bootstrap_case_resampling():
     # two cases: one all-pass with 3 stages, one all-fail with 1 stage -> rates {1, 0, 0.75}
     ci = bootstrap_rate(np.array([1, 1, 1, 0]), np.array(["a", "a", "a", "b"]), n_boot=2000, seed=0)
     assert ci[0] == 0.0 and ci[1] == 1.0
+
+
+def test_shipped_gpu_configs_parse(tmp_path):
+    """benchmark/configs/*.toml name only known settings and valid values (paths are placeholders)."""
+    from pathlib import Path
+
+    from unike_interp.bench.pipeline import BenchConfig
+
+    files = sorted((Path(__file__).resolve().parents[1] / "benchmark" / "configs").glob("*.toml"))
+    assert {f.stem for f in files} >= {"janus-pro-7b", "lumina2", "sana", "qwenimage"}
+    for f in files:
+        cfg = BenchConfig(**BenchConfig.fields_from_file(f))
+        assert cfg.cases is None and cfg.device == "cuda" and cfg.model.split(":")[0] in f.stem.replace("-pro-7b", "")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "toy-direct"\nmodle = 1\n')
+    with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) modle"):
+        BenchConfig.fields_from_file(bad)
+    bad.write_text('model = "toy-direct"\n[model_options]\ndevice_mapp = "auto"\n')
+    with pytest.raises(ValueError, match="model_options: unknown key"):
+        BenchConfig(**BenchConfig.fields_from_file(bad))
+    bad.write_text("model = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        BenchConfig.fields_from_file(bad)

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from unike_interp.cli import main
@@ -129,3 +130,27 @@ def test_models_lists_the_synthworld_variants(capsys):
     models, lines = _last_json(capsys)
     assert {"toy-direct", "toy-queries", "toy-bottleneck"} <= set(models)
     assert any(line.startswith("toy-direct") for line in lines)
+
+
+def test_bench_config_file_overlaid_by_given_flags(tmp_path):
+    from unike_interp.cli import CLIError, bench_config_from_args, build_parser
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('model = "lumina2:/models/L"\neditor = "rome"\nprotocol = "single"\ncases = "all"\n'
+                   'dtype = "bfloat16"\n[hparams]\nstats_samples = 5000\n[model_options.pipeline_kwargs]\nheight = 1024\n')
+    parse = lambda *a: bench_config_from_args(build_parser().parse_args(["bench", "--config", str(cfg), *a]))  # noqa: E731
+    c = parse()
+    assert (c.model, c.editor, c.protocol, c.cases, c.dtype) == ("lumina2:/models/L", "rome", "single", None, "bfloat16")
+    assert c.hparams == {"stats_samples": 5000} and c.model_options == {"pipeline_kwargs": {"height": 1024}}
+    assert c.device == "auto" and c.seed == 0  # unset in the file: the flags' defaults
+    c = parse("--cases", "3", "--editor", "memit", "--set", "v_steps=10", "--pipeline-option", "width=512",
+              "--device-map", "auto", "--dtype", "float32")
+    assert (c.cases, c.editor, c.dtype) == (3, "memit", "float32")
+    assert c.hparams == {"stats_samples": 5000, "v_steps": 10}
+    assert c.model_options == {"pipeline_kwargs": {"height": 1024, "width": 512}, "device_map": "auto"}
+    # without a file, flags alone (the defaults included) make the config
+    c = bench_config_from_args(build_parser().parse_args(["bench", "--cases", "5"]))
+    assert (c.model, c.cases, c.editor, c.model_options) == ("toy-direct", 5, "memit", {})
+    cfg.write_text('model = "toy-direct"\nmodel_optoins = {}\n')
+    with pytest.raises(CLIError, match="unknown setting"):
+        parse()

@@ -272,19 +272,39 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 # --- unike bench / report ---------------------------------------------------------------------
 
+#: CLI destination -> BenchConfig field, for the options a config file may also set.
+_BENCH_FIELDS = {
+    "model": "model", "editor": "editor", "protocol": "protocol", "batch_size": "batch_size", "cases": "cases",
+    "data": "data", "world": "world", "judge": "judge", "compose": "compose", "hparams": "hparams_file",
+    "stats_corpus": "stats_corpus", "device": "device", "dtype": "dtype", "seed": "seed",
+    "text_locality": "text_locality_probes", "image_locality": "image_locality_probes", "bootstrap": "bootstrap",
+}
+
+
 def bench_config_from_args(args: argparse.Namespace):
+    """A BenchConfig from ``--config FILE`` (if given) overlaid with the flags given explicitly."""
     from .bench.pipeline import BenchConfig
 
+    given = lambda dest: dest in (getattr(args, "_given", None) or ())  # noqa: E731
     try:
-        return BenchConfig(
-            model=args.model, editor=args.editor, protocol=args.protocol, batch_size=args.batch_size,
-            cases=None if args.all_cases else args.cases, data=args.data, world=args.world, judge=args.judge,
-            judge_options=_parse_sets(args.judge_option), compose=args.compose, hparams=_parse_sets(args.set),
-            hparams_file=args.hparams, stats_corpus=args.stats_corpus, device=args.device, dtype=args.dtype,
-            seed=args.seed, text_locality_probes=args.text_locality, image_locality_probes=args.image_locality,
-            bootstrap=args.bootstrap,
-        )
-    except ValueError as exc:
+        values = BenchConfig.fields_from_file(args.config) if getattr(args, "config", None) else {}
+        values.setdefault("model_options", {})
+        values.setdefault("hparams", {})
+        values.setdefault("judge_options", {})
+        for dest, name in _BENCH_FIELDS.items():
+            if name not in values or given(dest):
+                values[name] = getattr(args, dest, None)
+        if args.all_cases:
+            values["cases"] = None
+        values["judge_options"] = {**values["judge_options"], **_parse_sets(args.judge_option)}
+        values["hparams"] = {**values["hparams"], **_parse_sets(args.set)}
+        if getattr(args, "device_map", None):
+            values["model_options"]["device_map"] = args.device_map
+        pipe_kw = _parse_sets(getattr(args, "pipeline_option", None))
+        if pipe_kw:
+            values["model_options"]["pipeline_kwargs"] = {**values["model_options"].get("pipeline_kwargs", {}), **pipe_kw}
+        return BenchConfig(**values)
+    except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
 
 
@@ -360,12 +380,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 # --- unike models -----------------------------------------------------------------------------
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import known_models
+    from .models.registry import model_requirements
 
-    models = known_models()
+    models = model_requirements()
     width = max(len(k) for k in models)
-    for name, what in models.items():
-        print(f"{name:<{width}}  {what}")
+    for name, info in models.items():
+        print(f"{name:<{width}}  {info['description']}")
+        for need in info["needs"]:
+            print(f"{'':<{width}}    needs: {need}")
+        missing = info["missing"]
+        print(f"{'':<{width}}    here:  " + (f"missing {', '.join(missing)}" if missing else "nothing missing"))
     if args.json:
         _emit_json(models)
     return EXIT_OK
@@ -486,6 +510,33 @@ def demo_summary(tables: dict) -> str:
 
 # --- parser ----------------------------------------------------------------------------------
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a TOML or JSON run configuration (BenchConfig fields; flags given here win), "
+                                    "e.g. benchmark/configs/lumina2.toml")
+    p.add_argument("--device-map", help="real models: accelerate device_map for the language model (e.g. auto)")
+    p.add_argument("--pipeline-option", action="append", metavar="KEY=VALUE",
+                   help="diffusers pipelines: an argument of every pipeline call, e.g. height=512")
+
+
+def _tracked_call(base: type):
+    def call(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, "_given", None) is None:
+            namespace._given = set()
+        namespace._given.add(self.dest)
+        base.__call__(self, parser, namespace, values, option_string)
+    return call
+
+
+def _remember_defaults(p: argparse.ArgumentParser) -> None:
+    """Record which options the command line gives (``args._given``), so that a ``--config`` file
+    is overridden by those flags only -- a flag given with its default value included."""
+    p.set_defaults(_given=None)
+    for a in p._actions:
+        if a.dest in _BENCH_FIELDS:
+            base = type(a)
+            a.__class__ = type(f"Tracked{base.__name__}", (base,), {"__call__": _tracked_call(base)})
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -585,7 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-locality", type=int, default=64, help="unrelated text probes per evaluation point")
     p.add_argument("--image-locality", type=int, default=16, help="unedited subjects drawn per evaluation point")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    _model_options(p)
     p.add_argument("--no-progress", action="store_true")
+    _remember_defaults(p)
 
     p = add(sub, "analyze", cmd_analyze, "record both pathways before/after each edit of a run; gap statistics, AUCs, figures")
     p.add_argument("--run", help="a benchmark run folder (written by `unike bench`)")
@@ -603,7 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--judge-option", action="append", metavar="KEY=VALUE")
     p.add_argument("--all-cases", action="store_true")
+    _model_options(p)
     p.add_argument("--no-progress", action="store_true")
+    _remember_defaults(p)
 
     add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")
 

@@ -61,6 +61,8 @@ class BenchConfig:
     cases: int | None = 100                 # a seeded sample; None: every record
     data: str | None = None                 # a UniKE.json (default: the model's own SynthWorld records)
     world: str | None = None                # a built SynthWorld folder (default: the shipped one)
+    # passed to load_model for real models: pipeline_kwargs (e.g. {"height": 1024}), device_map ("auto")
+    model_options: dict = field(default_factory=dict)
     judge: str = "verifier"
     judge_options: dict = field(default_factory=dict)
     compose: str = "replace"
@@ -92,12 +94,48 @@ class BenchConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if "api_key" in {k.lower() for k in self.judge_options}:
             raise ValueError("judge_options must not hold an API key: name its environment variable (api_key_env)")
+        unknown = sorted(set(self.model_options) - MODEL_OPTIONS)
+        if unknown:
+            raise ValueError(f"model_options: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_OPTIONS))}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def fields_from_file(cls, path: str | Path) -> dict:
+        """The fields a TOML or JSON run configuration sets (checked against this class)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FileNotFoundError(f"bench config {path}: {exc.strerror or exc}") from None
+        import tomllib
+
+        try:  # (TOMLDecodeError and JSONDecodeError are ValueErrors)
+            data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"bench config {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"bench config {path}: expected a table of settings")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"bench config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if data.get("cases") == "all":  # TOML has no null: "all" means every record
+            data["cases"] = None
+        return data
+
 
 # --- run folder ---------------------------------------------------------------------------------
+
+#: What ``BenchConfig.model_options`` may hold (keyword arguments of ``load_model`` for real models).
+MODEL_OPTIONS = {"pipeline_kwargs", "device_map"}
+
+
+def model_load_kwargs(config: BenchConfig) -> dict:
+    """Keyword arguments of ``load_model`` for ``config`` (world folder, model options)."""
+    return {**({"world_dir": config.world} if config.world else {}), **config.model_options}
+
 
 def _git_sha() -> str | None:
     try:
@@ -343,7 +381,7 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, resume: bool = False,
     if adapter is None:
         from ..models.registry import load_model
 
-        adapter = load_model(config.model, device=device, dtype=dtype, **({"world_dir": config.world} if config.world else {}))
+        adapter = load_model(config.model, device=device, dtype=dtype, **model_load_kwargs(config))
     if config.data:
         from ..data.io import load_unike
 

@@ -86,7 +86,7 @@ def record_run(run_dir: str | Path, out: str | Path, *, device=None, progress: b
 
     from ..bench.edit_run import peak_memory_mb  # noqa: F401  (same device bookkeeping as the bench)
     from ..bench.ledger import Ledger
-    from ..bench.pipeline import BenchConfig, _make_editor, _versions
+    from ..bench.pipeline import BenchConfig, _make_editor, _versions, model_load_kwargs
     from ..devices import resolve_device, resolve_dtype
     from ..editing import EditGuardError, requests_from_records
     from ..models.registry import load_model
@@ -95,8 +95,7 @@ def record_run(run_dir: str | Path, out: str | Path, *, device=None, progress: b
     resolved = json.loads((run / "config.json").read_text(encoding="utf-8"))
     cfg = BenchConfig(**resolved["config"])
     dev = resolve_device(device or cfg.device)
-    adapter = load_model(cfg.model, device=dev, dtype=resolve_dtype(cfg.dtype),
-                         **({"world_dir": cfg.world} if cfg.world else {}))
+    adapter = load_model(cfg.model, device=dev, dtype=resolve_dtype(cfg.dtype), **model_load_kwargs(cfg))
     if cfg.data:
         from ..data.io import load_unike
 

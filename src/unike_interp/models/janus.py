@@ -362,16 +362,22 @@ class _JanusPath(torch.nn.Module):
 # --- loading ---------------------------------------------------------------------------------
 
 def load_janus(path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-               name: str | None = None) -> JanusAdapter:
-    """Load a ``JanusForConditionalGeneration`` folder (model, generation config, processor) offline."""
+               name: str | None = None, device_map: str | dict | None = None) -> JanusAdapter:
+    """Load a ``JanusForConditionalGeneration`` folder (model, generation config, processor) offline:
+    a local path, or a repository id already in the Hugging Face cache. ``device_map`` (e.g.
+    ``"auto"``; needs ``accelerate``) places the model with accelerate instead of moving it to ``device``
+    (inputs still go to ``device``: the first module's device under ``"auto"``)."""
     from transformers import JanusForConditionalGeneration, JanusProcessor
 
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is not a transformers model folder (no config.json)")
+    from .hub import resolve_model_folder
+
+    path = resolve_model_folder(path, marker="config.json")
     device = torch.device(device)
-    janus = JanusForConditionalGeneration.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-    janus.to(device).eval()
+    kw = {"device_map": device_map} if device_map is not None else {}
+    janus = JanusForConditionalGeneration.from_pretrained(str(path), dtype=dtype, local_files_only=True, **kw)
+    if device_map is None:
+        janus.to(device)
+    janus.eval()
     processor = JanusProcessor.from_pretrained(str(path), local_files_only=True)
     if not processor.tokenizer.is_fast:
         raise ValueError(f"{path}: a fast tokenizer is needed (offset mappings)")

@@ -500,7 +500,8 @@ def load_textenc_dit(
     device_map: str | dict | None = None,
 ) -> TextEncDiTAdapter:
     """Load a pipeline folder (diffusers layout: ``model_index.json``, ``text_encoder/``,
-    ``tokenizer/``, ``transformer/``, ``vae/``, ``scheduler/``) from a local path, offline.
+    ``tokenizer/``, ``transformer/``, ``vae/``, ``scheduler/``) offline: a local path, or a
+    repository id already in the Hugging Face cache (``lumina2:Alpha-VLLM/Lumina-Image-2.0``).
 
     The LM is ``preset.lm_class`` loaded from ``text_encoder/`` (a saved ``Gemma2Model`` loads
     into ``Gemma2ForCausalLM``, its head tied to the embeddings as in Gemma); the pipeline gets
@@ -514,10 +515,10 @@ def load_textenc_dit(
 
     if preset not in PRESETS:
         raise KeyError(f"unknown text-encoder preset {preset!r}; known: {', '.join(PRESETS)}")
+    from .hub import resolve_model_folder
+
     p = PRESETS[preset]
-    path = Path(path)
-    if not (path / "model_index.json").exists():
-        raise FileNotFoundError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+    path = resolve_model_folder(path, marker="model_index.json")  # a local folder or a cached repo id
     index = json.loads((path / "model_index.json").read_text())
     if index.get("_class_name") not in (None, p.pipeline):
         raise ValueError(f"{path} holds a {index.get('_class_name')}, preset {preset!r} expects {p.pipeline}")
