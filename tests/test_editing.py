@@ -220,7 +220,7 @@ def test_rome_update_is_rank_one_and_hits_its_target(adapter, cache):
 
 def test_delta_save_load_apply_remove(adapter, cache, tmp_path):
     before = params(adapter.lm)
-    editor = make_editor("memit", family=adapter.family, stats_cache=cache)
+    editor = make_editor("memit", {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
     res = editor.edit(adapter, requests(adapter, 3))
     edited = params(adapter.lm)
     res.remove()
@@ -255,7 +255,7 @@ def test_nan_guard_restores(adapter, cache, monkeypatch):
 
     before = params(adapter.lm)
     monkeypatch.setattr(memit, "ridge_update", lambda R, K, C, lam: torch.full((R.shape[1], K.shape[1]), float("nan")))
-    editor = make_editor("memit", family=adapter.family, stats_cache=cache)
+    editor = make_editor("memit", {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
     with pytest.raises(EditGuardError, match="non-finite"):
         editor.edit(adapter, requests(adapter, 2))
     assert_bit_exact(adapter.lm, before)
@@ -273,7 +273,7 @@ def test_bfloat16_edit_and_restore(cache):
 
 
 def test_alphaedit_update_spares_preserved_keys(adapter, cache):
-    editor = make_editor("alphaedit", family=adapter.family, stats_cache=cache)
+    editor = make_editor("alphaedit", {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
     res = editor.edit(adapter, requests(adapter, 2))
     try:
         for l in editor.layers(adapter):

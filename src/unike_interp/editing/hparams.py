@@ -134,17 +134,29 @@ HPARAMS: dict[str, type[EditHParams]] = {
 }
 
 # Per model family, per editor: values that differ from the dataclass defaults. Real-model values
-# follow the papers' GPT-J / Llama settings; "synthworld" was tuned on the shipped world (100 edits
-# at once, MEMIT, layers [0, 1]: lambda 500 / 1000 / 2000 -> efficacy 0.84 / 0.84 / 0.79 at
-# locality 0.964 / 0.973 / 0.969; layer 0 alone, lambda 1000 -> 0.90 at locality 0.92).
+# follow the papers' GPT-J / Llama settings; "synthworld" was tuned on the shipped world (100 stage_1
+# edits of toy-direct at once, efficacy / locality; `benchmark/gpu/editor_sweep.py`):
+# - context prefixes: the SynthWorld LM writes corpus-like sentences about *other* subjects and
+#   values ("Every baplel was crafted by Delphine."), and in this 4-layer LM they move the subject's
+#   key away from the bare prompt's. MEMIT, layers [0, 1], lambda 1000, 200,000 statistics tokens:
+#   5 prefixes of 8 tokens 0.84 / 0.973 (H100), 10 prefixes 0.74 / 0.991 (H100), 2 prefixes 0.86 / 0.969,
+#   5 prefixes of 4 tokens 0.76 / 0.969, none (the bare prompt only) 0.93 / 0.960; PMET with none
+#   0.87 / 0.960 (with 5: 0.53 / 0.978 at 20,000 tokens).
+# - statistics: 20,000 tokens cover 3% of the corpus; with no prefixes MEMIT gets 0.92 / 0.933 there.
+# - lambda (no prefixes, 200,000 tokens): MEMIT 300 / 1000 / 3000 -> 0.93 / 0.951, 0.93 / 0.960,
+#   0.92 / 0.960; PMET 300 / 1000 -> 0.88 / 0.951, 0.87 / 0.960. Layer 0 alone (5 prefixes): 0.90 / 0.920.
+# - AlphaEdit (sequential batches of 25, no prefixes, 200,000 tokens): the null space is the
+#   eigenvectors of C below threshold x the largest eigenvalue; 1e-2 (the default) keeps directions
+#   other subjects' keys use: 0.85 / 0.580; 1e-3, l2 10: 0.88 / 0.808; 3e-4: 0.90 / 0.911; 1e-4: 0.89 /
+#   0.946; 5e-5: 0.87 / 0.982. l2 at 1e-4: 3 -> 0.89 / 0.929, 30 -> 0.71 / 0.987, 100 -> 0.02 / 1.000.
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "synthworld": {
         "rome": {},
         # 100 edits at once need updates of 2.4x (layer 0) and >4x (layer 1, PMET 11x) the weight
         # norm in this small LM, whose layer-1 MLP output is small: the guard is set above that.
-        "memit": {"mom2_update_weight": 1000.0, "max_rel_update": 20.0},
-        "pmet": {"mom2_update_weight": 1000.0, "max_rel_update": 20.0},
-        "alphaedit": {},
+        "memit": {"mom2_update_weight": 1000.0, "max_rel_update": 20.0, "n_prefixes": 0, "stats_samples": 200000},
+        "pmet": {"mom2_update_weight": 1000.0, "max_rel_update": 20.0, "n_prefixes": 0, "stats_samples": 200000},
+        "alphaedit": {"n_prefixes": 0, "stats_samples": 200000, "nullspace_threshold": 5e-5, "l2": 10.0},
         "ft": {},
     },
     "llama": {
