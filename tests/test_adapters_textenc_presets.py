@@ -234,3 +234,11 @@ def test_model_folder_from_path_or_hf_cache(tmp_path, monkeypatch):
         resolve_model_folder("someone/some-model", marker="model_index.json")
     with pytest.raises(FileNotFoundError, match="no such folder"):
         resolve_model_folder(tmp_path / "nope" / "deeper", marker="model_index.json")
+
+
+def test_device_map_loads_the_same_model(preset, tiny_path, adapter):
+    """accelerate's device_map (here everything on the CPU) gives the same conditioning and text."""
+    a = load_textenc_dit(tiny_path, preset, pipeline_kwargs=KWARGS[preset], device_map={"": "cpu"})
+    assert a.pipe.text_encoder is (a.lm.model if preset == "sana" else a.lm)
+    torch.testing.assert_close(a.conditioning(PROMPTS).hidden, adapter.conditioning(PROMPTS).hidden, rtol=0, atol=0)
+    torch.testing.assert_close(a.next_token_logits(PROMPTS[:1]), adapter.next_token_logits(PROMPTS[:1]), rtol=0, atol=0)
