@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--variants", default="toy-direct,toy-queries,toy-bottleneck")
     ap.add_argument("--editors", default="rome,memit,pmet,alphaedit,ft")
     ap.add_argument("--cases", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0, help="which seeded sample of cases (0: the one the bars are read on)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--world", help="a built SynthWorld folder (default: the shipped one)")
     ap.add_argument("--out", default="runs/editing_bars.json")
@@ -42,7 +43,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for variant in args.variants.split(","):
         adapter = load_model(variant, device=resolve_device(args.device), **({"world_dir": args.world} if args.world else {}))
-        cases = select_cases(adapter.world.records, args.cases)
+        cases = select_cases(adapter.world.records, args.cases, seed=args.seed)
         for name in args.editors.split(","):
             editor = make_editor(name, family=adapter.family)
             proto = protocol_for(name, len(cases))

@@ -242,3 +242,18 @@ def test_bench_end_to_end(tiny_path, tmp_path):
                                   store.read(case_id, "post", "direct")["cond.tensor"])  # the edit reached it
     stats = json.loads((out / "analysis" / "stats.json").read_text())
     assert all(np.isfinite(v["cond_drift"]) and v["cond_drift"] > 0 for v in stats["per_case"].values())
+
+
+def test_edit_past_the_read_out_leaves_the_image(tmp_path):
+    """With an untied text head, the head lies past the read-out (the final norm feeds the image
+    head): editing it changes the text and never the image."""
+    a = load_janus(build_tiny_janus(tmp_path / "untied", seed=0, tie_word_embeddings=False))
+    assert a.lm.lm_head.weight is not a.lm.model.embed_tokens.weight
+    base = a.generate_images(PROMPTS[:1], seed=1)
+    logits0 = a.next_token_logits(PROMPTS[:1])
+    applied = _delta(a, a.paths.lm_head, scale=2.0).apply(a.lm)
+    try:
+        np.testing.assert_array_equal(a.generate_images(PROMPTS[:1], seed=1), base)
+        assert not torch.equal(a.next_token_logits(PROMPTS[:1]), logits0)
+    finally:
+        applied.remove()

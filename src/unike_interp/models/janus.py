@@ -386,7 +386,7 @@ def load_janus(path: str | Path, *, device: torch.device | str = "cpu", dtype: t
 
 # --- tiny random model (tests) ----------------------------------------------------------------
 
-def build_tiny_janus(out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_janus(out_dir: str | Path, seed: int = 0, *, tie_word_embeddings: bool = True) -> Path:
     """A tiny random Janus saved to ``out_dir`` (safetensors), in seconds on a CPU.
 
     Llama text model (hidden 64, 4 layers) on the SynthWorld byte-level BPE tokenizer plus
@@ -398,6 +398,7 @@ def build_tiny_janus(out_dir: str | Path, seed: int = 0) -> Path:
     ``generation_kwargs={"boi_token_id": ...}`` and ``guidance_scale=5``. The generation head is
     re-drawn with unit-scale weights (code logits of standard deviation ~2; at the default 0.02
     init they are ~0.01, every code equally likely, and every prompt draws the same image).
+    ``tie_word_embeddings=False`` gives the text head its own weights (a module past the read-out).
     """
     from transformers import (GenerationConfig, JanusConfig, JanusForConditionalGeneration, JanusImageProcessor,
                               JanusProcessor, LlamaConfig, PreTrainedTokenizerFast)
@@ -422,7 +423,7 @@ def build_tiny_janus(out_dir: str | Path, seed: int = 0) -> Path:
                           channel_multiplier=[1, 1, 1, 1], num_res_blocks=1, projection_dim=H,
                           image_token_embed_dim=H, num_hidden_layers=2)
     cfg = JanusConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), vq_config=vq.to_dict(),
-                      image_token_id=image_token_id)
+                      image_token_id=image_token_id, tie_word_embeddings=tie_word_embeddings)
     model = JanusForConditionalGeneration(cfg).eval()
     with torch.no_grad():  # logits with some spread, so that prompts (and edits) change the drawn codes
         head = model.model.generation_head
