@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", default="batch", choices=["single", "batch", "sequential"])
     ap.add_argument("--batch-size", type=int, help="default: all cases in one batch")
     ap.add_argument("--cases", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0, help="which seeded sample of cases")
     ap.add_argument("--settings", required=True, help="JSON file: a list of hyperparameter override objects")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--budget-s", type=float, default=None, help="start no new setting after this many seconds")
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
         raise SystemExit(f"{args.settings}: expected a JSON list of objects")
     adapter = load_model(args.model, device=resolve_device(args.device))
-    cases = select_cases(adapter.world.records, args.cases)
+    cases = select_cases(adapter.world.records, args.cases, seed=args.seed)
     proto = EditProtocol(args.protocol, args.batch_size or len(cases))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
             break
         editor = make_editor(args.editor, dict(overrides), family=adapter.family)
         row = {"model": args.model, "editor": args.editor, "protocol": proto.kind, "batch_size": proto.batch_size,
-               "cases": len(cases), "overrides": overrides, "device": str(adapter.device)}
+               "cases": len(cases), "seed": args.seed, "overrides": overrides, "device": str(adapter.device)}
         try:
             r = run_edits(adapter, editor, adapter.world.records, cases, proto, full=False, progress=False)
         except EditGuardError as e:  # a setting the guard refuses is a result, not a crash

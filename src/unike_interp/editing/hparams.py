@@ -153,6 +153,11 @@ HPARAMS: dict[str, type[EditHParams]] = {
 # samples (`unike edit --seed 1|2`, 100 cases) the same defaults give MEMIT 0.86 / 0.938 and 0.81 /
 # 0.951 (the old defaults -- 5 prefixes, 20,000 tokens -- 0.75 / 0.964 and 0.76 / 0.955), PMET 0.82 /
 # 0.960 and 0.72 / 0.960, AlphaEdit 0.77 / 0.973 and 0.55 / 0.987, ROME 0.97 / 0.999 and 0.94 / 0.999.
+# Why MEMIT misses there: on seed 1 its 14 failures are target-vector failures (mean target NLL
+# after the 50 v steps 4.0, against 0.14 for the successes), spread over every category. More v
+# steps (seeds 1 / 2): 100 -> 0.91 / 0.924, 0.86 / 0.929; 200 (+ clamp 8) -> 0.95 / 0.929, 0.91 /
+# 0.920; 200 with lambda 3000 -> 0.94 / 0.938, 0.91 / 0.933; with lambda 10000 -> 0.71 / 0.978,
+# 0.59 / 0.978. Stronger targets buy efficacy with locality; no setting tried holds both bars there.
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "synthworld": {
         "rome": {},
