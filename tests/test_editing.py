@@ -304,3 +304,25 @@ def test_sequence_keeps_the_unedited_models_statistics(adapter, cache, monkeypat
     editor.reset()
     editor.edit(adapter, requests(adapter, 1)).remove()
     assert calls == editor.layers(adapter) * 2
+
+
+def test_per_request_stop_freezes_converged_targets(adapter):
+    """Targets are optimised row by row (Adam is elementwise, the loss a sum over requests): with
+    v_stop_per_request a request whose NLL falls below v_stop_loss is frozen there, and a request
+    that never converges follows exactly the trajectory it follows without freezing."""
+    from unike_interp.editing.contexts import context_prefixes
+    from unike_interp.editing.targets import optimize_targets
+
+    reqs = requests(adapter, 6)
+    site = adapter.paths.layer.format(adapter.edit_layers[-1])
+    prefixes = context_prefixes(adapter, 1, 4, 0)
+    common = {"v_steps": 12, "v_stop_loss": 1.0, "target_batch": 32}
+    joint = optimize_targets(adapter, reqs, [site], prefixes, make_hparams("memit", "synthworld", common))
+    alone = optimize_targets(adapter, reqs, [site], prefixes,
+                             make_hparams("memit", "synthworld", {**common, "v_stop_per_request": True}))
+    frozen = alone.target_nll < 1.0
+    assert frozen.any() and (~frozen).any(), "the test needs converged and unconverged requests"
+    d_joint, d_alone = joint.delta[site], alone.delta[site]
+    torch.testing.assert_close(d_alone[~frozen], d_joint[~frozen], rtol=1e-4, atol=1e-5)
+    # a frozen target stopped at its first step below the threshold: smaller than where it drifted
+    assert (d_alone[frozen].norm(dim=-1) <= d_joint[frozen].norm(dim=-1) + 1e-6).all()

@@ -94,6 +94,11 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
         p.requires_grad_(False)
     steps = 0
     nll_req = torch.zeros(R)
+    # hp.v_stop_per_request: each request stops on its own once its NLL is below v_stop_loss (as
+    # the ROME/MEMIT reference loops do, one request at a time) and is frozen, not pushed further
+    # while others catch up. Otherwise every target keeps moving until all are below it.
+    per_request = bool(getattr(hp, "v_stop_per_request", False))
+    active = torch.ones(R, dtype=torch.bool, device=dev)
     try:
         for step in range(max(hp.v_steps, 1)):
             with ExitStack() as stack:
@@ -102,14 +107,17 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
                 logits = lm(**inputs).logits
             nll_rows = -target_logprob(logits[:n_main], batch.target_ids[:n_main]) / ntok
             nll = nll_rows.view(R, P).mean(1)
-            nll_req = nll.detach().cpu()
+            nll_req = torch.where(active.cpu(), nll.detach().cpu(), nll_req)
             steps = step + 1
-            if hp.v_steps == 0 or float(nll.detach().max()) < hp.v_stop_loss:
+            if hp.v_steps == 0 or float(nll.detach()[active].max()) < hp.v_stop_loss:
                 break
+            if per_request:
+                active &= nll.detach() >= hp.v_stop_loss
             ess_logp = torch.log_softmax(logits[n_main + torch.arange(R, device=dev), batch.last_prompt_pos[n_main:]].float(), -1)
             kl = (ess_logp0.exp() * (ess_logp0 - ess_logp)).sum(-1)
             wd = sum((deltas[s].norm(dim=-1) / norms[s]) ** 2 for s in sites)
-            loss = (nll + hp.kl_factor * kl + hp.v_weight_decay * wd).sum()
+            loss = ((nll + hp.kl_factor * kl + hp.v_weight_decay * wd) * active).sum()
+            frozen = {s: deltas[s].detach().clone() for s in sites} if per_request else None
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -118,6 +126,8 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
                     limit = hp.clamp_norm_factor * norms[s]
                     scale = (limit / deltas[s].norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
                     deltas[s].mul_(scale.unsqueeze(-1))
+                    if per_request:  # Adam's moments would keep moving a frozen row: put it back
+                        deltas[s][~active] = frozen[s][~active]
     finally:
         for p, g in zip(lm.parameters(), req_grad):
             p.requires_grad_(g)
