@@ -527,7 +527,7 @@ def _tracked_call(base: type):
     return call
 
 
-def _remember_defaults(p: argparse.ArgumentParser) -> None:
+def _track_given_flags(p: argparse.ArgumentParser) -> None:
     """Record which options the command line gives (``args._given``), so that a ``--config`` file
     is overridden by those flags only -- a flag given with its default value included."""
     p.set_defaults(_given=None)
@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     _model_options(p)
     p.add_argument("--no-progress", action="store_true")
-    _remember_defaults(p)
+    _track_given_flags(p)
 
     p = add(sub, "analyze", cmd_analyze, "record both pathways before/after each edit of a run; gap statistics, AUCs, figures")
     p.add_argument("--run", help="a benchmark run folder (written by `unike bench`)")
@@ -658,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-cases", action="store_true")
     _model_options(p)
     p.add_argument("--no-progress", action="store_true")
-    _remember_defaults(p)
+    _track_given_flags(p)
 
     add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")
 

@@ -130,16 +130,8 @@ class JanusAdapter(UMMAdapter):
 
     # --- config ------------------------------------------------------------------------------
     @property
-    def text_config(self):
+    def text_config(self):  # num_layers / hidden_size (UMMAdapter) read it
         return self.janus.config.text_config
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.text_config.num_hidden_layers)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.text_config.hidden_size)
 
     @property
     def num_image_tokens(self) -> int:

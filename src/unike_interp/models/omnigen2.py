@@ -229,20 +229,7 @@ class OmniGen2Adapter(UMMAdapter):
         self._freqs_cis_fn = freqs_cis_fn
         self._trace_module = None
 
-    # --- config ------------------------------------------------------------------------------
-    @property
-    def text_config(self):
-        cfg = self.lm.config
-        return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.text_config.num_hidden_layers)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.text_config.hidden_size)
-
+    # --- config (text_config, num_layers, hidden_size: UMMAdapter's) ---------------------------
     @property
     def sample_steps(self) -> int:
         return self.default_steps

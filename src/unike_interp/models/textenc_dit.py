@@ -159,6 +159,13 @@ def _layout_qwenimage(adapter, prompts: Sequence[str]) -> EncodeLayout:
     return EncodeLayout(ids, mask, off, slots, (slots >= 0).long(), last)
 
 
+def _gather_slots(h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """``h[b, slots[b, j]]`` ``(B, S, C)`` from encoder states ``h`` ``(B, M, C)``; zeros where the
+    slot is ``-1`` (a pipeline that pads its conditioning with zeros, Qwen-Image)."""
+    out = torch.gather(h, 1, slots.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))
+    return out * (slots >= 0)[..., None].to(out.dtype)
+
+
 def _call_lumina2(transformer, x, sigma, hidden, mask, hw):
     t = torch.full((x.shape[0],), 1.0 - sigma, dtype=hidden.dtype, device=x.device)
     return transformer(x, t, hidden, mask, return_dict=False)[0]
@@ -304,8 +311,7 @@ class TextEncDiTAdapter(UMMAdapter):
         te = self.pipe.text_encoder
         h = te(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[self.preset.hidden_index]
         slots = lay.slots.to(self.device)
-        hidden = torch.gather(h, 1, slots.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))
-        hidden = hidden * (slots >= 0)[..., None].to(hidden.dtype)  # zero-padded slots (Qwen-Image)
+        hidden = _gather_slots(h, slots)
         smask = lay.slot_mask.to(self.device)
         return Conditioning(hidden.to(te.dtype), smask, slots.masked_fill(smask == 0, -1))
 
@@ -479,9 +485,7 @@ class _TextEncDiTPath(torch.nn.Module):
         base = self.lm.model
         out = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    output_hidden_states=True)
-        h = out.hidden_states[self.hidden_index]
-        hidden = torch.gather(h, 1, cond_index.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))
-        hidden = (hidden * (cond_index >= 0)[..., None].to(hidden.dtype)).to(h.dtype)
+        hidden = _gather_slots(out.hidden_states[self.hidden_index], cond_index)
         cond = Conditioning(hidden, cond_mask, cond_positions)
         sample = self.call(self.transformer, x.to(hidden.dtype), TRACE_SIGMA, hidden, cond_mask, x.shape[-2:])
         return sample, cond
