@@ -326,3 +326,24 @@ def test_per_request_stop_freezes_converged_targets(adapter):
     torch.testing.assert_close(d_alone[~frozen], d_joint[~frozen], rtol=1e-4, atol=1e-5)
     # a frozen target stopped at its first step below the threshold: smaller than where it drifted
     assert (d_alone[frozen].norm(dim=-1) <= d_joint[frozen].norm(dim=-1) + 1e-6).all()
+
+
+def test_target_weight_decay_shrinks_the_shift(adapter):
+    """The target loss carries ``wd * |d|^2 / |h|^2`` per request: a larger weight decay leaves every
+    request's shift smaller after the same steps, and rows stay independent (one request's shift
+    does not depend on which others share its batch)."""
+    from unike_interp.editing.targets import optimize_targets
+
+    reqs = requests(adapter, 6)
+    site = adapter.paths.layer.format(adapter.edit_layers[-1])
+    common = {"v_steps": 15, "v_stop_loss": 0.0, "kl_factor": 0.0, "target_batch": 32}
+    rel = {}
+    for wd in (0.0, 1.0):
+        t = optimize_targets(adapter, reqs, [site], [""], make_hparams("memit", "synthworld", {**common, "v_weight_decay": wd}))
+        assert t.steps == 15
+        rel[wd] = t.delta[site].norm(dim=-1) / t.base[site].norm(dim=-1)
+    assert (rel[1.0] < rel[0.0]).all(), (rel[0.0], rel[1.0])
+    hp = make_hparams("memit", "synthworld", {**common, "v_weight_decay": 1.0})
+    half = optimize_targets(adapter, reqs[:3], [site], [""], hp)
+    torch.testing.assert_close(half.delta[site].norm(dim=-1) / half.base[site].norm(dim=-1), rel[1.0][:3],
+                               rtol=1e-4, atol=1e-5)
