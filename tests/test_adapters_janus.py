@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from unike_interp.editing.delta import WeightDelta
 from unike_interp.models.janus import JanusAdapter, build_tiny_janus, load_janus
+
+from adapter_checks import assert_edit_changes_text_not_image, assert_intervention_equals_weight_edit, random_delta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.adapters
@@ -27,13 +28,6 @@ def tiny_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def adapter(tiny_path):
     return load_janus(tiny_path)
-
-
-def _delta(adapter, path, scale=0.5, seed=0):
-    w = adapter.module(path).weight
-    g = torch.Generator().manual_seed(seed)
-    return WeightDelta({path: scale * w.detach().float().norm() / w.numel() ** 0.5
-                        * torch.randn(tuple(w.shape), generator=g)})
 
 
 def test_registry_paths_and_shared_modules(tiny_path, adapter):
@@ -123,7 +117,7 @@ def test_weight_edit_reaches_image_and_restores(adapter):
     path = adapter.edit_module_template.format(adapter.edit_layers[0])
     # codes are drawn (discrete): on the tiny random LM a relative update of 0.5 moves the head's
     # logits by ~0.4 and no draw; at 2.0 (logits ~1.3) some of the 16 codes change
-    applied = _delta(adapter, path, scale=2.0).apply(adapter.lm)
+    applied = random_delta(adapter, path, scale=2.0).apply(adapter.lm)
     try:
         edited = adapter.generate_images(PROMPTS[:1], seed=1)
         assert not torch.equal(adapter.conditioning(PROMPTS[:1], seed=1).hidden, cond0)
@@ -138,7 +132,7 @@ def test_weight_edit_reaches_image_and_restores(adapter):
     assert adapter.janus.config.tie_word_embeddings
     assert adapter.lm.lm_head.weight is adapter.lm.model.embed_tokens.weight
     logits0 = adapter.next_token_logits(PROMPTS[:1])
-    applied = _delta(adapter, adapter.paths.lm_head, scale=2.0).apply(adapter.lm)
+    applied = random_delta(adapter, adapter.paths.lm_head, scale=2.0).apply(adapter.lm)
     try:
         assert not np.array_equal(adapter.generate_images(PROMPTS[:1], seed=1), base)
         assert not torch.equal(adapter.next_token_logits(PROMPTS[:1]), logits0)
@@ -178,18 +172,9 @@ def test_recorder(adapter):
         assert int(enc["input_ids"][b][at]) == adapter.tokenizer(" " + subj, add_special_tokens=False)["input_ids"][-1]
     assert rec.values["gen.logits"].shape == (3, 16, 64) and rec.values["gen.block.8"].shape == (3, 32, 32, 32)
     # an edit as an activation intervention equals the same edit in the weights
-    d = _delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]))
-    inter = r.record(prompts, subjects, delta=d)
-    applied = d.apply(adapter.lm)
-    try:
-        weight = r.record(prompts, subjects)
-    finally:
-        applied.remove()
-    for k in rec.values:
-        if k.startswith("gen.block."):  # the decoder runs on argmax codes: discrete, compared below
-            continue
-        np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
-    assert np.nanmax(np.abs(weight.values["cond.tensor"] - rec.values["cond.tensor"])) > 1e-3
+    d = random_delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]))
+    # the decoder runs on argmax codes (discrete): its blocks are left out of the comparison
+    assert_intervention_equals_weight_edit(r, adapter.lm, prompts, subjects, d, rec, skip_prefix="gen.block.")
 
 
 def test_bench_end_to_end(tiny_path, tmp_path):
@@ -250,10 +235,4 @@ def test_edit_past_the_read_out_leaves_the_image(tmp_path):
     a = load_janus(build_tiny_janus(tmp_path / "untied", seed=0, tie_word_embeddings=False))
     assert a.lm.lm_head.weight is not a.lm.model.embed_tokens.weight
     base = a.generate_images(PROMPTS[:1], seed=1)
-    logits0 = a.next_token_logits(PROMPTS[:1])
-    applied = _delta(a, a.paths.lm_head, scale=2.0).apply(a.lm)
-    try:
-        np.testing.assert_array_equal(a.generate_images(PROMPTS[:1], seed=1), base)
-        assert not torch.equal(a.next_token_logits(PROMPTS[:1]), logits0)
-    finally:
-        applied.remove()
+    assert_edit_changes_text_not_image(a, random_delta(a, a.paths.lm_head, scale=2.0), PROMPTS[:1], base, seed=1)

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from unike_interp.editing.delta import WeightDelta
 from unike_interp.models import omnigen2 as og2
 from unike_interp.models.omnigen2 import (OmniGen2Adapter, OmniGen2ImportError, build_instruction, decoder_paths,
                                           end_aligned, text_decoder_prefix)
+
+from adapter_checks import assert_intervention_equals_weight_edit, random_delta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.adapters
@@ -31,7 +32,6 @@ PROMPTS = ["a red zib", "the blue zab sits on a wooden table near the window"]
 SYSTEM = "You are a helpful assistant that generates high-quality images based on user instructions."
 CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
 
 # --- the missing-code path --------------------------------------------------------------------------
 
@@ -397,19 +397,12 @@ def test_images_seeded_batched_and_passed_through(adapter):
         a.pipeline_kwargs = {}
 
 
-def _random_delta(adapter, path, scale, seed):
-    w = adapter.module(path).weight
-    g = torch.Generator().manual_seed(seed)
-    return WeightDelta({path: scale * w.detach().float().norm() / w.numel() ** 0.5
-                        * torch.randn(tuple(w.shape), generator=g)})
-
-
 def test_weight_edit_reaches_conditioning_and_image(adapter):
     a = adapter
     base = a.generate_images(PROMPTS[:1], seed=1, steps=2)
     cond0 = a.conditioning(PROMPTS[:1]).hidden
     path = a.edit_module_template.format(a.edit_layers[0])
-    applied = _random_delta(a, path, 2.0, 0).apply(a.lm)
+    applied = random_delta(a, path, 2.0, 0).apply(a.lm)
     try:
         assert not torch.equal(a.conditioning(PROMPTS[:1]).hidden, cond0)
         edited = a.generate_images(PROMPTS[:1], seed=1, steps=2)
@@ -448,13 +441,5 @@ def test_recorder(adapter):
         assert int(extra["input_ids"][b][at]) == a.tokenizer(" " + subj, add_special_tokens=False)["input_ids"][-1]
     # an edit as an activation intervention equals the same edit in the weights
     path = a.edit_module_template.format(a.edit_layers[0])
-    d = _random_delta(a, path, 0.5, 1)
-    inter = r.record(prompts, subjects, delta=d)
-    applied = d.apply(a.lm)
-    try:
-        weight = r.record(prompts, subjects)
-    finally:
-        applied.remove()
-    for k in rec.values:
-        np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
-    assert np.nanmax(np.abs(weight.values["cond.tensor"] - rec.values["cond.tensor"])) > 1e-3
+    d = random_delta(a, path, 0.5, 1)
+    assert_intervention_equals_weight_edit(r, a.lm, prompts, subjects, d, rec)

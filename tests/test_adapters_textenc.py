@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from unike_interp.editing.delta import WeightDelta
 from unike_interp.models.textenc_dit import PRESETS, TextEncDiTAdapter, build_tiny_lumina2, load_textenc_dit
+
+from adapter_checks import assert_edit_changes_text_not_image, assert_intervention_equals_weight_edit, random_delta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.adapters
@@ -32,10 +33,7 @@ def adapter(tiny_path):
 
 def _delta(adapter, layer, scale=0.5, seed=0):
     path = adapter.edit_module_template.format(layer)
-    w = adapter.module(path).weight
-    g = torch.Generator().manual_seed(seed)
-    return path, WeightDelta({path: scale * w.detach().float().norm() / w.numel() ** 0.5
-                              * torch.randn(tuple(w.shape), generator=g)})
+    return path, random_delta(adapter, path, scale, seed)
 
 
 def test_registry_paths_and_shared_modules(tiny_path, adapter):
@@ -127,14 +125,8 @@ def test_weight_edit_reaches_image_and_restores(adapter):
     np.testing.assert_array_equal(adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS), base)
     # Lumina2 reads hidden_states[-2]: the last layer never reaches the image (but does reach text)
     last = adapter.num_layers - 1
-    logits0 = adapter.next_token_logits(PROMPTS[:1])
     _, d = _delta(adapter, last, scale=2.0)
-    applied = d.apply(adapter.lm)
-    try:
-        np.testing.assert_array_equal(adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS), base)
-        assert not torch.equal(adapter.next_token_logits(PROMPTS[:1]), logits0)
-    finally:
-        applied.remove()
+    assert_edit_changes_text_not_image(adapter, d, PROMPTS[:1], base, seed=1, steps=STEPS)
 
 
 def test_recorder(adapter):
@@ -172,15 +164,7 @@ def test_recorder(adapter):
     assert rec.values["gen.block.0"].shape[0] == 3 and rec.values["gen.block.1"].shape[-1] == 32
     # an edit as an activation intervention equals the same edit in the weights
     _, d = _delta(adapter, adapter.edit_layers[0])
-    inter = r.record(prompts, subjects, delta=d)
-    applied = d.apply(adapter.lm)
-    try:
-        weight = r.record(prompts, subjects)
-    finally:
-        applied.remove()
-    for k in rec.values:
-        np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
-    assert np.nanmax(np.abs(weight.values["cond.tensor"] - rec.values["cond.tensor"])) > 1e-3
+    assert_intervention_equals_weight_edit(r, adapter.lm, prompts, subjects, d, rec)
 
 
 def test_bench_end_to_end(tiny_path, tmp_path):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from unike_interp.editing.delta import WeightDelta
 from unike_interp.models.textenc_dit import (
     PRESETS, TextEncDiTAdapter, build_tiny_qwenimage, build_tiny_sana, load_textenc_dit,
 )
+
+from adapter_checks import assert_edit_changes_text_not_image, assert_intervention_equals_weight_edit, random_delta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.adapters
@@ -38,13 +39,6 @@ def tiny_path(preset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def adapter(preset, tiny_path):
     return load_textenc_dit(tiny_path, preset, pipeline_kwargs=KWARGS[preset])
-
-
-def _delta(adapter, path, scale=0.5, seed=0):
-    w = adapter.module(path).weight
-    g = torch.Generator().manual_seed(seed)
-    return WeightDelta({path: scale * w.detach().float().norm() / w.numel() ** 0.5
-                        * torch.randn(tuple(w.shape), generator=g)})
 
 
 def _hooked_calls(adapter, prompts, guidance):
@@ -156,7 +150,7 @@ def _qwen_conditioning(adapter):
 def test_weight_edit_reaches_image_and_restores(preset, adapter):
     base = adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS)
     cond0 = adapter.conditioning(PROMPTS[:1]).hidden
-    d = _delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]), scale=2.0)
+    d = random_delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]), scale=2.0)
     applied = d.apply(adapter.lm)
     try:
         edited = adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS)
@@ -167,14 +161,8 @@ def test_weight_edit_reaches_image_and_restores(preset, adapter):
     np.testing.assert_array_equal(adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS), base)
     if preset == "qwenimage":
         # past the read-out: the (untied) LM head changes the text, never the image
-        logits0 = adapter.next_token_logits(PROMPTS[:1])
-        d = _delta(adapter, "lm_head", scale=2.0)
-        applied = d.apply(adapter.lm)
-        try:
-            np.testing.assert_array_equal(adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS), base)
-            assert not torch.equal(adapter.next_token_logits(PROMPTS[:1]), logits0)
-        finally:
-            applied.remove()
+        assert_edit_changes_text_not_image(adapter, random_delta(adapter, "lm_head", scale=2.0), PROMPTS[:1], base,
+                                           seed=1, steps=STEPS)
 
 
 def test_recorder(adapter):
@@ -207,16 +195,8 @@ def test_recorder(adapter):
     assert rec.token_positions[2, 0] == -1
     assert rec.values["gen.block.0"].shape[0] == 3 and rec.values["gen.block.1"].shape[-1] == 32
     # an edit as an activation intervention equals the same edit in the weights
-    d = _delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]))
-    inter = r.record(prompts, subjects, delta=d)
-    applied = d.apply(adapter.lm)
-    try:
-        weight = r.record(prompts, subjects)
-    finally:
-        applied.remove()
-    for k in rec.values:
-        np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
-    assert np.nanmax(np.abs(weight.values["cond.tensor"] - rec.values["cond.tensor"])) > 1e-4
+    d = random_delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]))
+    assert_intervention_equals_weight_edit(r, adapter.lm, prompts, subjects, d, rec, moved=1e-4)
 
 
 def test_model_folder_from_path_or_hf_cache(tmp_path, monkeypatch):
