@@ -1,12 +1,68 @@
-"""Checks every real-model adapter test makes the same way (imported by the ``test_adapters_*``
-files; pytest puts ``tests/`` on ``sys.path``)."""
+"""What the adapter tests share (imported by ``test_adapter_contract.py`` and the ``test_adapters_*``
+files; pytest puts ``tests/`` on ``sys.path``): the tiny adapters and their recordings, made once
+per test process, a seeded random weight update, and "an edit past the read-out changes the text,
+never the image"."""
 
 from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from unike_interp.editing.delta import WeightDelta
+from unike_interp.testing.tiny import build_tiny_janus, build_tiny_lumina2, build_tiny_qwenimage, build_tiny_sana
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny models are built here; nothing is downloaded
+
+PROMPTS = ["a red zib", "the blue zab sits on a wooden table near the window"]
+#: What the recorder tests record: the third prompt does not name its subject.
+RECORD_PROMPTS = PROMPTS + ["a small striped circle"]
+RECORD_SUBJECTS = ["zib", "zab", "zib"]
+STEPS = 2
+
+BUILDERS = {"janus": build_tiny_janus, "lumina2": build_tiny_lumina2, "sana": build_tiny_sana,
+            "qwenimage": build_tiny_qwenimage}
+#: The tiny models' images are 32 px (Sana's resolution binning knows only the real sizes).
+PIPELINE_KWARGS = {"sana": {"height": 32, "width": 32, "use_resolution_binning": False},
+                   "qwenimage": {"height": 32, "width": 32}}
+
+
+@functools.cache
+def tiny_path(family: str) -> Path:
+    """The tiny ``family`` checkpoint folder, built once per test process and removed at its exit."""
+    out = Path(tempfile.mkdtemp(prefix=f"unike-tiny-{family}-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    return BUILDERS[family](out, seed=0)
+
+
+@functools.cache
+def tiny_adapter(key: str):
+    """The adapter of ``key``: a shipped SynthWorld model or a tiny checkpoint through ``load_model``,
+    OmniGen2 on its stand-ins. One instance per test process: a test restores what it changes."""
+    from unike_interp.models import load_model
+    from unike_interp.testing.omnigen2_standin import tiny_omnigen2
+
+    if key == "omnigen2":
+        return tiny_omnigen2()
+    if key in BUILDERS:
+        return load_model(f"{key}:{tiny_path(key)}", pipeline_kwargs=PIPELINE_KWARGS.get(key))
+    return load_model(key)
+
+
+@functools.cache
+def recording(key: str):
+    """``(recorder, recording, conditioning)`` of :data:`RECORD_PROMPTS` on the unedited ``tiny_adapter(key)``."""
+    from unike_interp.interp.recorder import Recorder
+
+    a = tiny_adapter(key)
+    r = Recorder(a)
+    return r, r.record(RECORD_PROMPTS, RECORD_SUBJECTS), a.conditioning(RECORD_PROMPTS)
 
 
 def random_delta(adapter, path: str, scale: float = 0.5, seed: int = 0) -> WeightDelta:
@@ -27,22 +83,3 @@ def assert_edit_changes_text_not_image(adapter, delta: WeightDelta, prompts, bas
         assert not torch.equal(adapter.next_token_logits(prompts), logits0)
     finally:
         applied.remove()
-
-
-def assert_intervention_equals_weight_edit(recorder, lm, prompts, subjects, delta: WeightDelta, unedited, *,
-                                           moved: float = 1e-3, skip_prefix: str | None = None):
-    """``delta`` given to ``recorder.record`` as an activation intervention records the same values
-    (atol 1e-4) as ``delta`` applied to ``lm``'s weights, and it moves the conditioning tensor by more
-    than ``moved`` from the ``unedited`` record. Returns (intervention, weight-edit) records."""
-    inter = recorder.record(prompts, subjects, delta=delta)
-    applied = delta.apply(lm)
-    try:
-        weight = recorder.record(prompts, subjects)
-    finally:
-        applied.remove()
-    for k in unedited.values:
-        if skip_prefix is not None and k.startswith(skip_prefix):
-            continue
-        np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
-    assert np.nanmax(np.abs(weight.values["cond.tensor"] - unedited.values["cond.tensor"])) > moved
-    return inter, weight

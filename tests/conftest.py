@@ -44,3 +44,11 @@ def quick_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick_world")
     manifest = build_world(out, BuildConfig.quick_config(seed=0), device="cpu", progress=False, echo=lambda s: None)
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def adapter():
+    """The shipped SynthWorld's toy-direct variant, shared: every test restores what it edits."""
+    from unike_interp.models import load_model
+
+    return load_model("toy-direct")

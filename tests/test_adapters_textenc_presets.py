@@ -1,29 +1,19 @@
-"""The Sana and Qwen-Image presets of the LM-text-encoder + DiT adapter on tiny random pipelines
-built offline: module paths from the config, text, seeded images, the conditioning against the
-pipeline's own transformer call (each pipeline's token selection), weight edits reaching the
-image and restoring it exactly, an edit past the read-out (Qwen-Image's untied LM head) leaving
-the image unchanged, and recording with nnsight."""
-
-import os
+"""What only the Sana and Qwen-Image presets of the LM-text-encoder + DiT adapter do, on tiny random
+pipelines (the contract every adapter owes is ``test_adapter_contract.py``): the LM module the
+pipeline encodes with, the conditioning against the pipeline's own transformer call (each
+pipeline's token selection), the recorder's shifted rows mapped back to the pipeline's, and
+accelerate's ``device_map``."""
 
 import numpy as np
 import pytest
 import torch
 
-from unike_interp.models.textenc_dit import (
-    PRESETS, TextEncDiTAdapter, build_tiny_qwenimage, build_tiny_sana, load_textenc_dit,
-)
+from unike_interp.models.textenc_dit import PRESETS, load_textenc_dit
 
-from adapter_checks import assert_edit_changes_text_not_image, assert_intervention_equals_weight_edit, random_delta
+from adapter_checks import (PIPELINE_KWARGS, PROMPTS, RECORD_PROMPTS, RECORD_SUBJECTS, STEPS, recording, tiny_adapter,
+                            tiny_path)
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.adapters
-
-PROMPTS = ["a red zib", "the blue zab sits on a wooden table near the window"]
-STEPS = 2
-BUILD = {"sana": build_tiny_sana, "qwenimage": build_tiny_qwenimage}
-# the tiny models' images are 32 px (Sana's resolution binning knows only the real sizes)
-KWARGS = {"sana": {"height": 32, "width": 32, "use_resolution_binning": False}, "qwenimage": {"height": 32, "width": 32}}
 
 
 @pytest.fixture(scope="module", params=["sana", "qwenimage"])
@@ -32,13 +22,8 @@ def preset(request):
 
 
 @pytest.fixture(scope="module")
-def tiny_path(preset, tmp_path_factory):
-    return BUILD[preset](tmp_path_factory.mktemp(f"tiny_{preset}"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def adapter(preset, tiny_path):
-    return load_textenc_dit(tiny_path, preset, pipeline_kwargs=KWARGS[preset])
+def adapter(preset):
+    return tiny_adapter(preset)
 
 
 def _hooked_calls(adapter, prompts, guidance):
@@ -51,46 +36,11 @@ def _hooked_calls(adapter, prompts, guidance):
     return calls
 
 
-def test_registry_paths_and_shared_modules(preset, tiny_path, adapter):
-    from unike_interp.models import known_models, load_model
-
-    assert f"{preset}:<path>" in known_models()
-    a = load_model(f"{preset}:{tiny_path}")
-    assert isinstance(a, TextEncDiTAdapter) and a.preset is PRESETS[preset] and a.family == "llama"
-    assert type(a.lm).__name__ == PRESETS[preset].lm_class
-    encoder = a.lm.model if preset == "sana" else a.lm  # one module object, two uses
-    assert a.pipe.text_encoder is encoder
-    assert a.num_layers == 4 and a.edit_layers == [0, 1]  # from the (text) config
-    assert a.hidden_size == (64 if preset == "sana" else 32)
-    for layer in a.edit_layers:
-        for name in ("layer", "mlp", "mlp_down", "mlp_up", "attn"):
-            assert isinstance(a.module(getattr(a.paths, name).format(layer)), torch.nn.Module)
-    want = "model.layers.{}.mlp.down_proj" if preset == "sana" else "model.language_model.layers.{}.mlp.down_proj"
-    assert a.edit_module_template == want
-    assert a.tokenizer.padding_side == "left" and a.tokenizer is not a.pipe.tokenizer
-    trace = a.trace_module()
-    for site in a.sites():
-        trace.get_submodule(site.module)
-    names = [s.name for s in a.sites()]
-    assert names[:2] == ["text.mlp.0", "text.resid.0"] and {"cond.tensor", "cond.connector_out"} <= set(names)
-    assert [n for n in names if n.startswith("gen.block.")] == ["gen.block.0", "gen.block.1"]
-
-
-def test_generate_text(adapter):
-    out = adapter.generate_text(["The color of the zib is", "a"], max_new_tokens=4)
-    assert len(out) == 2 and all(isinstance(t, str) for t in out)
-    assert adapter.next_token_logits(["The color of the zib is"]).shape == (1, len(adapter.tokenizer))
-
-
-def test_images_shape_and_seed(adapter):
-    imgs = adapter.generate_images(PROMPTS, seed=3, steps=STEPS)
-    assert imgs.shape == (2, 32, 32, 3) and imgs.dtype == np.uint8
-    np.testing.assert_array_equal(adapter.generate_images(PROMPTS, seed=3, steps=STEPS), imgs)
-    alone = np.concatenate([adapter.generate_images([p], seed=3, steps=STEPS) for p in PROMPTS])
-    # image i depends on prompts[i] and the seed only, up to the rounding of unequal caption lengths
-    assert np.abs(alone.astype(int) - imgs.astype(int)).max() <= 2
-    assert not np.array_equal(adapter.generate_images(PROMPTS[:1], seed=4, steps=STEPS), imgs[:1])
-    assert adapter.generate_images([], seed=3).shape == (0, 32, 32, 3)
+def test_the_pipeline_shares_the_lm(preset, adapter):
+    a = adapter
+    assert a.preset is PRESETS[preset] and type(a.lm).__name__ == PRESETS[preset].lm_class
+    assert a.pipe.text_encoder is (a.lm.model if preset == "sana" else a.lm)  # one module object, two uses
+    assert a.tokenizer is not a.pipe.tokenizer
 
 
 def test_conditioning_is_what_the_transformer_receives(preset, adapter):
@@ -147,78 +97,25 @@ def _qwen_conditioning(adapter):
     assert torch.equal(calls[1]["encoder_hidden_states"][0], neg.hidden[0])
 
 
-def test_weight_edit_reaches_image_and_restores(preset, adapter):
-    base = adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS)
-    cond0 = adapter.conditioning(PROMPTS[:1]).hidden
-    d = random_delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]), scale=2.0)
-    applied = d.apply(adapter.lm)
-    try:
-        edited = adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS)
-        assert not torch.equal(adapter.conditioning(PROMPTS[:1]).hidden, cond0)
-    finally:
-        applied.remove()
-    assert np.abs(edited.astype(int) - base.astype(int)).max() > 0
-    np.testing.assert_array_equal(adapter.generate_images(PROMPTS[:1], seed=1, steps=STEPS), base)
-    if preset == "qwenimage":
-        # past the read-out: the (untied) LM head changes the text, never the image
-        assert_edit_changes_text_not_image(adapter, random_delta(adapter, "lm_head", scale=2.0), PROMPTS[:1], base,
-                                           seed=1, steps=STEPS)
-
-
-def test_recorder(adapter):
-    from unike_interp.interp.recorder import Recorder
-
-    prompts = PROMPTS + ["a small striped circle"]
-    subjects = ["zib", "zab", "zib"]
-    r = Recorder(adapter)
-    rec = r.record(prompts, subjects)
-    cond = adapter.conditioning(prompts)
-    np.testing.assert_allclose(rec.values["cond.tensor"], cond.hidden.numpy(), rtol=0, atol=1e-5)
-    np.testing.assert_array_equal(rec.cond_mask, cond.mask.numpy())
-    lay = adapter.layout(prompts)
+def test_recorded_rows_map_to_the_pipeline(adapter):
+    """The recorder's LM rows are the pipeline's shifted so that every prompt ends at ``T - 1``:
+    conditioning slots and the subject's token map back by that shift."""
+    _, rec, cond = recording(adapter.preset.name)
+    lay = adapter.layout(RECORD_PROMPTS)
     shift = lay.prompt_last.max() - lay.prompt_last
     keep = cond.mask.bool()
     np.testing.assert_array_equal(rec.cond_lm_positions[keep.numpy()],
                                   (cond.lm_positions + shift[:, None])[keep].numpy())
     T = int(lay.prompt_last.max()) + 1
     assert (rec.token_positions[:, 1] == T - 1).all()
-    # text sites at the prompt's last token equal the pipeline's own text-encoder run
-    te = adapter.lm.model
-    with torch.no_grad():
-        hs = te(input_ids=lay.input_ids, attention_mask=lay.attention_mask, output_hidden_states=True).hidden_states
-    for i in range(adapter.num_layers - 1):
-        want = np.stack([hs[i + 1][b, int(lay.prompt_last[b])].numpy() for b in range(3)])
-        np.testing.assert_allclose(rec.values[f"text.resid.{i}"][:, 1], want, rtol=0, atol=1e-4)
-    for b, subj in enumerate(subjects[:2]):  # the subject inside the user's prompt
+    for b, subj in enumerate(RECORD_SUBJECTS[:2]):  # the subject inside the user's prompt
         at = int(rec.token_positions[b, 0] - shift[b])
         assert int(lay.input_ids[b, at]) == adapter.tokenizer(" " + subj, add_special_tokens=False)["input_ids"][-1]
-    assert rec.token_positions[2, 0] == -1
-    assert rec.values["gen.block.0"].shape[0] == 3 and rec.values["gen.block.1"].shape[-1] == 32
-    # an edit as an activation intervention equals the same edit in the weights
-    d = random_delta(adapter, adapter.edit_module_template.format(adapter.edit_layers[0]))
-    assert_intervention_equals_weight_edit(r, adapter.lm, prompts, subjects, d, rec, moved=1e-4)
 
 
-def test_model_folder_from_path_or_hf_cache(tmp_path, monkeypatch):
-    from unike_interp.models.hub import resolve_model_folder
-
-    (tmp_path / "m").mkdir()
-    with pytest.raises(FileNotFoundError, match="has no model_index.json"):
-        resolve_model_folder(tmp_path / "m", marker="model_index.json")
-    (tmp_path / "m" / "model_index.json").write_text("{}")
-    assert resolve_model_folder(tmp_path / "m", marker="model_index.json") == tmp_path / "m"
-    # a repo id is looked up in the Hugging Face cache only (an empty cache here: a clear error)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="neither a local folder nor a repository in the Hugging Face cache"):
-        resolve_model_folder("someone/some-model", marker="model_index.json")
-    with pytest.raises(FileNotFoundError, match="no such folder"):
-        resolve_model_folder(tmp_path / "nope" / "deeper", marker="model_index.json")
-
-
-def test_device_map_loads_the_same_model(preset, tiny_path, adapter):
+def test_device_map_loads_the_same_model(preset, adapter):
     """accelerate's device_map (here everything on the CPU) gives the same conditioning and text."""
-    a = load_textenc_dit(tiny_path, preset, pipeline_kwargs=KWARGS[preset], device_map={"": "cpu"})
+    a = load_textenc_dit(tiny_path(preset), preset, pipeline_kwargs=PIPELINE_KWARGS[preset], device_map={"": "cpu"})
     assert a.pipe.text_encoder is (a.lm.model if preset == "sana" else a.lm)
     torch.testing.assert_close(a.conditioning(PROMPTS).hidden, adapter.conditioning(PROMPTS).hidden, rtol=0, atol=0)
     torch.testing.assert_close(a.next_token_logits(PROMPTS[:1]), adapter.next_token_logits(PROMPTS[:1]), rtol=0, atol=0)

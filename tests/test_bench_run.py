@@ -11,19 +11,15 @@ import time
 import numpy as np
 import pytest
 
-from unike_interp.bench.pipeline import BenchConfig, RunFolderError, run_bench
+from unike_interp.bench.pipeline import RunFolderError, run_bench
+from unike_interp.bench.run_folder import RunFolder
+from unike_interp.bench.spec import RunSpec
 from unike_interp.cli import main
 from unike_interp.editing import make_editor
 from unike_interp.editing.stats import StatsCache
 from unike_interp.judges import Judge, VerifierJudge
-from unike_interp.models import load_model
 
 FAST = {"stats_samples": 3000, "n_prefixes": 2}
-
-
-@pytest.fixture(scope="module")
-def adapter():
-    return load_model("toy-direct")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def _editor(adapter, cache_dir, name="rome"):
 
 
 def test_run_folder_and_refusals(adapter, cache_dir, tmp_path):
-    cfg = BenchConfig(editor="rome", protocol="single", cases=3, image_locality_probes=2, text_locality_probes=8,
+    cfg = RunSpec(editor="rome", protocol="single", cases=3, image_locality_probes=2, text_locality_probes=8,
                       bootstrap=100, hparams=FAST)
     out = tmp_path / "run"
     t = run_bench(cfg, out, adapter=adapter, editor=_editor(adapter, cache_dir), judge=VerifierJudge(adapter.verifier),
@@ -61,7 +57,7 @@ def test_run_folder_and_refusals(adapter, cache_dir, tmp_path):
     # a second run into the same folder must be asked for explicitly
     with pytest.raises(RunFolderError, match="--resume"):
         run_bench(cfg, out, adapter=adapter, judge=VerifierJudge(adapter.verifier), progress=False, echo=lambda s: None)
-    other = BenchConfig(**{**cfg.to_dict(), "compose": "prepend"})
+    other = RunSpec(**{**cfg.to_dict(), "compose": "prepend"})
     with pytest.raises(RunFolderError, match="compose"):
         run_bench(other, out, resume=True, adapter=adapter, judge=VerifierJudge(adapter.verifier), progress=False,
                   echo=lambda s: None)
@@ -86,7 +82,7 @@ def test_failures_are_counted_not_dropped(adapter, cache_dir, tmp_path, monkeypa
         return real(prompts, **kw)
 
     monkeypatch.setattr(adapter, "generate_images", flaky)
-    cfg = BenchConfig(editor="rome", protocol="batch", cases=3, image_locality_probes=0, text_locality_probes=4,
+    cfg = RunSpec(editor="rome", protocol="batch", cases=3, image_locality_probes=0, text_locality_probes=4,
                       bootstrap=50, hparams=FAST)
     t = run_bench(cfg, tmp_path / "f", adapter=adapter, editor=_editor(adapter, cache_dir), judge=RaisingJudge(),
                   progress=False, echo=lambda s: None)
@@ -139,4 +135,7 @@ def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 6  # no case lost, none duplicated
     assert len([e for e in lines if e["type"] == "point"]) == 6
     assert json.loads((out / "table.json").read_text()) == ref_table, f"killed at line {kill_at}"
+    # the resumed run stored the same edits as the uninterrupted one (a redone batch stores its delta again)
+    hashes = lambda run: {k: p.delta.sha256 for k, p in RunFolder(run).point_entries().items()}  # noqa: E731
+    assert hashes(out) == hashes(ref) and len(hashes(ref)) == 6
     assert main(["report", str(out), "--json"]) == 0

@@ -99,15 +99,22 @@ def _stage(eff, reason, direct, reasoning, pre, reasoning_failure=None, gen_erro
 
 
 def _entries():
+    """Typed ledger entries, as the run folder reads them."""
+    from unike_interp.bench.entries import parse_entry
+
+    return [parse_entry(d) for d in _raw_entries()]
+
+
+def _raw_entries():
     return [
-        {"type": "case", "case_id": "c1", "category": "color", "source": "attribute", "split": "image-seen",
+        {"type": "case", "case_id": "c1", "subject": "s1", "batch": 0, "category": "color", "source": "attribute", "split": "image-seen",
          "stages": {"stage_1": _stage(True, True, _v(True), _v(True), True),
                     "stage_2": _stage(False, True, _v(False), _v(True), True)}},
-        {"type": "case", "case_id": "c2", "category": "color", "source": "attribute", "split": "image-seen",
+        {"type": "case", "case_id": "c2", "subject": "s2", "batch": 0, "category": "color", "source": "attribute", "split": "image-seen",
          "stages": {"stage_1": _stage(True, False, _v(None, "judge said nonsense"), _v(False), True,
                                       reasoning_failure="no caption in the reasoning"),
                     "stage_2": _stage(True, False, None, _v(False), False, gen_error="generation failed: boom")}},
-        {"type": "case", "case_id": "c3", "category": "location", "source": "relation", "split": "text-only",
+        {"type": "case", "case_id": "c3", "subject": "s3", "batch": 0, "category": "location", "source": "relation", "split": "text-only",
          "stages": {"stage_1": _stage(False, True, _v(True), _v(True), False)}},
         {"type": "point", "batch": 0, "cases": ["c1", "c2", "c3"],
          "text_locality": [{"kind": "other", "unchanged": True}, {"kind": "other", "unchanged": False},
@@ -165,20 +172,20 @@ def test_shipped_gpu_configs_parse(tmp_path):
     """benchmark/configs/*.toml name only known settings and valid values (paths are placeholders)."""
     from pathlib import Path
 
-    from unike_interp.bench.pipeline import BenchConfig
+    from unike_interp.bench.spec import RunSpec
 
     files = sorted((Path(__file__).resolve().parents[1] / "benchmark" / "configs").glob("*.toml"))
     assert {f.stem for f in files} >= {"janus-pro-7b", "lumina2", "sana", "qwenimage"}
     for f in files:
-        cfg = BenchConfig(**BenchConfig.fields_from_file(f))
+        cfg = RunSpec(**RunSpec.fields_from_file(f))
         assert cfg.cases is None and cfg.device == "cuda" and cfg.model.split(":")[0] in f.stem.replace("-pro-7b", "")
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "toy-direct"\nmodle = 1\n')
     with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) modle"):
-        BenchConfig.fields_from_file(bad)
+        RunSpec.fields_from_file(bad)
     bad.write_text('model = "toy-direct"\n[model_options]\ndevice_mapp = "auto"\n')
     with pytest.raises(ValueError, match="model_options: unknown key"):
-        BenchConfig(**BenchConfig.fields_from_file(bad))
+        RunSpec(**RunSpec.fields_from_file(bad))
     bad.write_text("model = \n")
     with pytest.raises(ValueError, match="not valid TOML"):
-        BenchConfig.fields_from_file(bad)
+        RunSpec.fields_from_file(bad)

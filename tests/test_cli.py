@@ -89,8 +89,9 @@ def test_group_without_subcommand_shows_help(capsys):
 def test_world_build_config_overrides(tmp_path):
     import pytest
 
-    from unike_interp.cli import CLIError, _load_build_config, _override_build_config
-    from unike_interp.world.build import BuildConfig, stage_keys
+    from unike_interp.world.build import BuildConfig, load_build_config as _load_build_config
+    from unike_interp.world.build import override_build_config as _override_build_config
+    from unike_interp.world.build import stage_keys
 
     base = BuildConfig()
     cfg = _override_build_config(base, {"generator.steps": 123, "n_explicit": 7})
@@ -99,16 +100,16 @@ def test_world_build_config_overrides(tmp_path):
     # Only the generator stages depend on these settings: the LM and verifier stay built.
     assert keys["lm"] == new["lm"] and keys["verifier"] == new["verifier"]
     assert keys["toy-direct"] != new["toy-direct"]
-    with pytest.raises(CLIError, match="unknown field 'stepz'"):
+    with pytest.raises(ValueError, match="unknown field 'stepz'"):
         _override_build_config(base, {"generator.stepz": 1})
-    with pytest.raises(CLIError, match="not a config section"):
+    with pytest.raises(ValueError, match="not a config section"):
         _override_build_config(base, {"seed.x": 1})
     # A world's build.json round-trips to the configuration that made it.
     path = tmp_path / "build.json"
     path.write_text(json.dumps({"config": cfg.to_dict(), "seconds": {}}))
     assert _load_build_config(str(path)) == cfg
     path.write_text("{not json")
-    with pytest.raises(CLIError, match="cannot read build config"):
+    with pytest.raises(ValueError, match="cannot read build config"):
         _load_build_config(str(path))
 
 
@@ -133,7 +134,10 @@ def test_models_lists_the_synthworld_variants(capsys):
 
 
 def test_bench_config_file_overlaid_by_given_flags(tmp_path):
-    from unike_interp.cli import CLIError, bench_config_from_args, build_parser
+    from unike_interp.cli import CLIError, build_parser, spec_from_args
+
+    def bench_config_from_args(args):
+        return spec_from_args("bench", args)
 
     cfg = tmp_path / "run.toml"
     cfg.write_text('model = "lumina2:/models/L"\neditor = "rome"\nprotocol = "single"\ncases = "all"\n'
@@ -142,7 +146,7 @@ def test_bench_config_file_overlaid_by_given_flags(tmp_path):
     c = parse()
     assert (c.model, c.editor, c.protocol, c.cases, c.dtype) == ("lumina2:/models/L", "rome", "single", None, "bfloat16")
     assert c.hparams == {"stats_samples": 5000} and c.model_options == {"pipeline_kwargs": {"height": 1024}}
-    assert c.device == "auto" and c.seed == 0  # unset in the file: the flags' defaults
+    assert c.device == "auto" and c.seed == 0  # unset in the file: RunSpec's defaults
     c = parse("--cases", "3", "--editor", "memit", "--set", "v_steps=10", "--pipeline-option", "width=512",
               "--device-map", "auto", "--dtype", "float32")
     assert (c.cases, c.editor, c.dtype) == (3, "memit", "float32")
@@ -154,3 +158,28 @@ def test_bench_config_file_overlaid_by_given_flags(tmp_path):
     cfg.write_text('model = "toy-direct"\nmodel_optoins = {}\n')
     with pytest.raises(CLIError, match="unknown setting"):
         parse()
+
+
+def test_run_flags_come_from_the_runspec(capsys):
+    import dataclasses
+
+    from unike_interp.bench.spec import RunSpec, command_defaults
+    from unike_interp.cli import build_parser, spec_from_args
+
+    parser = build_parser()
+    for command in ("edit", "bench", "analyze"):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        dests = {a.dest for a in sub._actions}
+        offered = {f.name for f in dataclasses.fields(RunSpec)
+                   if command in f.metadata["commands"] and f.metadata["flags"]}
+        assert offered <= dests, f"{command}: RunSpec fields without a flag: {offered - dests}"
+        spec = spec_from_args(command, parser.parse_args([command]))
+        assert spec == RunSpec(**command_defaults(command))  # no flag given: the command's defaults, nothing else
+    edit = spec_from_args("edit", parser.parse_args(["edit"]))
+    assert (edit.editor, edit.protocol, edit.text_locality_probes) == ("rome", "single", 256)
+    bench = spec_from_args("bench", parser.parse_args(["bench", "--max-locality", "9", "--no-store-deltas"]))
+    assert (bench.editor, bench.text_locality_probes, bench.store_deltas) == ("memit", 9, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["edit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 256)" in help_text and "(default: rome)" in help_text

@@ -11,14 +11,8 @@ from unike_interp.bench.text_metrics import ClozeSet, LocalityProbes, locality_s
 from unike_interp.cli import main
 from unike_interp.editing import make_editor
 from unike_interp.editing.stats import StatsCache
-from unike_interp.models import load_model
 
 FAST = {"stats_samples": 3000, "n_prefixes": 2}
-
-
-@pytest.fixture(scope="module")
-def adapter():
-    return load_model("toy-direct")
 
 
 @pytest.fixture(scope="module")

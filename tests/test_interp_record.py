@@ -13,7 +13,7 @@ from unike_interp.interp.recorder import Recorder
 from unike_interp.interp.store import ActivationStore
 from unike_interp.models import load_model
 from unike_interp.models.sites import Site, SiteError
-from unike_interp.world.conditioning import position_ids_from_mask
+from unike_interp.conditioning import position_ids_from_mask
 
 FAST = {"stats_samples": 3000, "n_prefixes": 2}
 

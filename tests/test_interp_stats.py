@@ -1,6 +1,7 @@
 """Interpretability statistics and value probes against hand-computed values."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,18 +121,11 @@ def test_reasoning_decomposition():
         d=[4.0, 0.0],
     )
     # edit = [2,0], reasoning = [0,1], edit_on_reasoning = [2,0], total = [2,1]
-    assert out["norm_edit"] == pytest.approx(2.0)
-    assert out["norm_reasoning"] == pytest.approx(1.0)
-    assert out["norm_edit_on_reasoning"] == pytest.approx(2.0)
-    assert out["ratio_reasoning"] == pytest.approx(0.5)
-    assert out["ratio_edit_on_reasoning"] == pytest.approx(1.0)
-    assert out["cos_edit_reasoning"] == pytest.approx(0.0)
-    assert out["cos_edit_edit_on_reasoning"] == pytest.approx(1.0)
-    assert out["cos_reasoning_edit_on_reasoning"] == pytest.approx(0.0)
-    assert out["strength_edit"] == pytest.approx(0.5)
-    assert out["strength_reasoning"] == pytest.approx(0.0)
-    assert out["strength_edit_on_reasoning"] == pytest.approx(0.5)
-    assert out["strength_total"] == pytest.approx(0.5)
+    expected = {"norm_edit": 2.0, "norm_reasoning": 1.0, "norm_edit_on_reasoning": 2.0, "ratio_reasoning": 0.5,
+                "ratio_edit_on_reasoning": 1.0, "cos_edit_reasoning": 0.0, "cos_edit_edit_on_reasoning": 1.0,
+                "cos_reasoning_edit_on_reasoning": 0.0, "strength_edit": 0.5, "strength_reasoning": 0.0,
+                "strength_edit_on_reasoning": 0.5, "strength_total": 0.5}
+    assert {k: out[k] for k in expected} == pytest.approx(expected)
     no_d = reasoning_decomposition([0.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 1.0])
     assert "strength_edit" not in no_d
     assert math.isnan(no_d["ratio_reasoning"])  # zero edit
@@ -241,3 +235,80 @@ def test_probe_errors_and_all_categories():
     assert isinstance(res["color"], ValueProbe) and res["color"].category == "color"
     assert len(res["color"].cv_accuracy) == 3
     assert isinstance(res["shape"], str) and "distinct values" in res["shape"]
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def _recorded_run(path, n_cases=6, H=4, C=6, S=3):
+    """A store of ``n_cases`` synthetic cases with every kind of site (text, connector, conditioning,
+    generator), a linear connector over ``[h_L ; h_{L-1}]``, and a reasoning prompt for every other
+    case. The conditioning of a case is constant over its positions: ``c_pre(ref_new) = c_pre(direct)
+    + 2 e_0`` and ``c_post(direct) = c_pre(direct) + [2 s, 1, 0, ...]``, so its edit strength is ``s``."""
+    from types import SimpleNamespace
+
+    from unike_interp.bench.entries import CaseEntry
+    from unike_interp.interp.recorder import Recording
+    from unike_interp.interp.store import ActivationStore
+    from unike_interp.models.base import ConnectorWeights
+    from unike_interp.models.sites import Site
+
+    rng = np.random.default_rng(0)
+    sites = [Site(f"text.{n}", "text", n, positions="tokens") for n in ("mlp.0", "resid.0", "resid.1")] + [
+        Site("cond.connector_in", "conditioning", "proj", read="input:0"),
+        Site("cond.tensor", "conditioning", "dit", read="input:1"),
+        Site("gen.block.0", "generator", "b0"), Site("gen.block.1", "generator", "b1")]
+    shapes = {"text": (2, H), "conditioning": (S, 2 * H), "generator": (5, C)}
+
+    def recording(cond):
+        values = {s.name: rng.standard_normal(shapes[s.pathway])[None] for s in sites}
+        values["cond.tensor"] = np.tile(cond, (1, S, 1))
+        return Recording(["p"], values, np.ones((1, S)), np.arange(S)[None], np.array([[0, 1]]))
+
+    store = ActivationStore.open(path, {"model": "synthetic", "editor": "none", "seed": 0})
+    strengths, entries = {}, {}
+    for i in range(n_cases):
+        cid = f"case-{i}"
+        strengths[cid] = s = float(rng.normal())
+        base = rng.standard_normal(C)
+        e0 = np.eye(C)[0]
+        pre = {"direct": base, "ref_old": base, "ref_new": base + 2 * e0}
+        post = {"direct": base + 2 * s * e0 + np.eye(C)[1], "ref_old": base, "ref_new": base}
+        if i % 2:
+            pre["reasoning"], post["reasoning"] = base + 1.0, base + 2.0
+        data = {state: {k: (recording(v), sites) for k, v in kinds.items()} for state, kinds in
+                (("pre", pre), ("post", post))}
+        store.write_case(cid, {"category": "color", "old": "red", "new": "blue"}, data)
+        stage = {"direct": {"vqa": {"verdict": i < 3}}, "reasoning_image": {"vqa": {"verdict": i % 3 == 0}}}
+        entries[cid] = CaseEntry(case_id=cid, subject="s", category="color", source="attribute", split=None, batch=0,
+                                 guard_error=None, stages={"stage_1": stage})
+    weight = rng.standard_normal((C, 2 * H)).astype(np.float32)
+    adapter = SimpleNamespace(name="synthetic", num_layers=2, subject_values=lambda: None,
+                              connector_weights=lambda: ConnectorWeights(weight, slice(0, H)))
+    return adapter, store, entries, strengths
+
+
+def test_registry_drives_the_statistics_and_the_figures(tmp_path):
+    """Every statistic a recorded case yields belongs to exactly one registry entry, every entry that is
+    computed per case yields some, and every figure of the registry draws from the stats written."""
+    from unike_interp.interp import plots
+    from unike_interp.interp.statistics import EDIT_STRENGTH, FIGURES, REASONING, STATISTICS, case_statistics
+    from unike_interp.interp.summary import run_statistics
+
+    adapter, store, entries, strengths = _recorded_run(tmp_path / "activations.h5")
+    per_case = {cid: case_statistics(adapter, store, cid) for cid in strengths}
+    names = {n for stats in per_case.values() for n in stats}
+    owners = {n: [s for s in STATISTICS if s.match(n) is not None] for n in names}
+    assert all(len(o) == 1 for o in owners.values()), {n: [s.name for s in o] for n, o in owners.items()}
+    assert {o[0] for o in owners.values()} == {s for s in STATISTICS if s.compute is not None}
+    for cid, s in strengths.items():
+        assert per_case[cid][EDIT_STRENGTH.name] == pytest.approx(s)
+        assert (REASONING.format("strength_total") in per_case[cid]) == (int(cid.split("-")[1]) % 2 == 1)
+
+    stats = run_statistics(adapter, store, entries, seed=0)
+    assert stats["summary"]["probes"]["skipped"] and set(stats["per_case"]) == set(strengths)
+    assert set(stats["summary"]["aucs"]["vqa_direct"]) == names
+    res = plots.render(stats, None, tmp_path / "figures", strict=True)
+    assert set(res.skipped) == {"modality_gap", "probe_accuracy"}  # no table.json; no value table
+    assert {Path(p).name for p in res.written} == {f"{f.name}.{ext}" for f in FIGURES for ext in ("png", "pdf")
+                                                   if f.name not in res.skipped}

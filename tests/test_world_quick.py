@@ -10,7 +10,7 @@ import torch
 from unike_interp.cli import main
 from unike_interp.models import load_model
 from unike_interp.world.build import BuildConfig, build_world
-from unike_interp.world.evaluate import evaluate_world
+from unike_interp.models.synthworld import evaluate_world
 from unike_interp.world.store import WorldNotBuiltError, load_world
 
 pytestmark = pytest.mark.slow

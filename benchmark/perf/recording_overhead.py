@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from unike_interp.data.synthworld import generate_world
     from unike_interp.devices import resolve_device
     from unike_interp.models import load_model
-    from unike_interp.world.conditioning import position_ids_from_mask
+    from unike_interp.conditioning import position_ids_from_mask
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="toy-direct")

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.schema import CATEGORIES
+from .entries import CaseEntry, PointEntry
 
 METRICS = ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa")
 LABELS = {"eff": "Eff.", "reason": "Reason.", "vqa_direct": "VQA Direct", "vqa_reasoning": "VQA Reasoning",
@@ -45,19 +46,19 @@ def _judge_error(v: dict | None) -> bool:
     return bool(v) and v.get("verdict") is None and v.get("error") is not None and not str(v.get("error")).startswith("generation failed")
 
 
-def item_rows(entries: list[dict]) -> list[dict]:
-    """One flat row per (case, stage) with 0/1 outcomes and error flags."""
+def item_rows(entries: list) -> list[dict]:
+    """One flat row per (case, stage) of the ledger's :class:`CaseEntry` s, with 0/1 outcomes and error flags."""
     rows = []
     for e in entries:
-        if e.get("type") != "case":
+        if not isinstance(e, CaseEntry):
             continue
-        for stage, s in e["stages"].items():
+        for stage, s in e.stages.items():
             pre, post = s["pre"], s.get("post", {})
             d, r = s.get("direct", {}), s.get("reasoning_image", {})
             reasoning = s.get("reasoning", {})
             row = {
-                "case_id": e["case_id"], "category": e["category"], "source": e["source"], "split": e.get("split"),
-                "stage": stage, "guard_error": e.get("guard_error") is not None,
+                "case_id": e.case_id, "category": e.category, "source": e.source, "split": e.split,
+                "stage": stage, "guard_error": e.guard_error is not None,
                 "eff": bool(post.get("top1_new")), "eff_pre": bool(pre.get("top1_new")),
                 "reason": bool(reasoning.get("states_target")),
                 "vqa_direct": _ok(d.get("vqa")), "vqa_reasoning": _ok(r.get("vqa")), "pre_vqa": _ok(pre.get("vqa_gt")),
@@ -106,9 +107,10 @@ def _block(rows: list[dict], n_boot: int, seed: int) -> dict:
             **{m: rate(rows, m, n_boot=n_boot, seed=seed) for m in (*METRICS, "eff_pre", "pre_vqa_target")}}
 
 
-def _locality(entries: list[dict], n_boot: int, seed: int) -> dict:
-    text = [p for e in entries if e.get("type") == "point" for p in e.get("text_locality", [])]
-    img = [p for e in entries if e.get("type") == "point" for p in e.get("image_locality", [])]
+def _locality(entries: list, n_boot: int, seed: int) -> dict:
+    points = [e for e in entries if isinstance(e, PointEntry)]
+    text = [p for e in points for p in e.text_locality]
+    img = [p for e in points for p in e.image_locality]
 
     def r(vals):
         v = np.array(vals, dtype=bool)
@@ -128,8 +130,8 @@ def _locality(entries: list[dict], n_boot: int, seed: int) -> dict:
     }
 
 
-def build_table(entries: list[dict], resolved: dict) -> dict:
-    """The table as one JSON-able dict (a function of the ledger entries and the configuration)."""
+def build_table(entries: list, resolved: dict) -> dict:
+    """The table as one JSON-able dict (a function of the typed ledger entries and the configuration)."""
     cfg = resolved["config"]
     n_boot, seed = int(cfg.get("bootstrap", 1000)), int(cfg.get("seed", 0))
     rows = item_rows(entries)
@@ -162,7 +164,7 @@ def build_table(entries: list[dict], resolved: dict) -> dict:
     for r in rows:
         if r["reasoning_failure"]:
             reasons[r["reasoning_failure"]] = reasons.get(r["reasoning_failure"], 0) + 1
-    cases = [e for e in entries if e.get("type") == "case"]
+    cases = [e for e in entries if isinstance(e, CaseEntry)]
     return {
         "model": cfg["model"], "editor": cfg["editor"], "protocol": cfg["protocol"],
         "batch_size": len(resolved["batches"][0]) if resolved.get("batches") else None,
@@ -170,7 +172,7 @@ def build_table(entries: list[dict], resolved: dict) -> dict:
         "n_cases": len(cases), "n_cases_planned": len(resolved.get("case_ids", [])), "n_items": len(rows),
         "main": main, "stages": stages, "splits": splits, "locality": _locality(entries, n_boot, seed),
         "counts": {
-            "guard_failures": sum(1 for e in cases if e.get("guard_error")),
+            "guard_failures": sum(1 for e in cases if e.guard_error),
             "judge_errors": int(sum(r[f"err_{m}"] for r in rows for m in ("vqa_direct", "vqa_reasoning", "pre_vqa"))),
             "generation_failures": int(sum(r[f"fail_{m}"] for r in rows for m in ("vqa_direct", "pre_vqa"))),
             "reasoning_failures": reasons,
@@ -248,13 +250,9 @@ def write_tables(t: dict, out: str | Path) -> None:
 
 def report(run_dir: str | Path) -> dict:
     """Re-render a run folder's tables from its ledger and config (``unike report DIR``)."""
-    from .ledger import Ledger
+    from .run_folder import RunFolder
 
-    run = Path(run_dir)
-    if not (run / "config.json").exists() or not (run / "ledger.jsonl").exists():
-        raise FileNotFoundError(f"{run} is not a benchmark run folder (needs config.json and ledger.jsonl)")
-    resolved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    led = Ledger.open(run / "ledger.jsonl", repair=False)
-    t = build_table(led.entries, resolved)
-    write_tables(t, run)
+    folder = RunFolder(run_dir).require()
+    t = build_table(folder.entries(), folder.resolved())
+    write_tables(t, folder.path)
     return t

@@ -1,11 +1,4 @@
-"""Run an editor over cases under a protocol and measure the text side before and after.
-
-Protocols (recorded in every result):
-
-``single``      edit one case, evaluate it, restore; repeat for every case;
-``batch``       edit ``batch_size`` cases at once, evaluate them, restore; repeat per batch;
-``sequential``  apply batches of ``batch_size`` one after another without restoring; evaluate at
-                the end (and after each batch with ``eval_each_batch``); restore everything at the end.
+"""Run an editor over cases under a protocol (:mod:`.protocol`) and measure the text side before and after.
 
 A guard failure (:class:`~unike_interp.editing.EditGuardError`) leaves the model restored; the
 case (or batch) is evaluated unedited, counted in ``guard_failures`` and listed with its error.
@@ -13,44 +6,17 @@ case (or batch) is evaluated unedited, counted in ``guard_failures`` and listed 
 
 from __future__ import annotations
 
+import json
 import resource
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..editing import EditGuardError, requests_from_records
+from .protocol import EditedState, EditorSource, EditProtocol, run_protocol, select_cases  # noqa: F401  (re-exported)
 from .text_metrics import ClozeSet, cloze_scores, edit_clozes, locality_probes, locality_scores, summarize_clozes
-
-PROTOCOLS = ("single", "batch", "sequential")
-
-
-@dataclass
-class EditProtocol:
-    kind: str = "single"
-    batch_size: int = 1
-    eval_each_batch: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.kind!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.kind == "single":
-            self.batch_size = 1
-
-
-def select_cases(records: Sequence, n: int | None, seed: int = 0) -> list:
-    """A seeded sample of ``n`` records (all when ``n`` is None), in their original order."""
-    if n is None or n >= len(records):
-        return list(records)
-    if n < 1:
-        raise ValueError(f"--cases must be >= 1, got {n}")
-    rng = np.random.default_rng([seed, 11])
-    idx = sorted(rng.choice(len(records), n, replace=False))
-    return [records[i] for i in idx]
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -67,80 +33,56 @@ def _merge(parts: list[dict]) -> dict:
 def run_edits(adapter, editor, records: Sequence, cases: Sequence, protocol: EditProtocol, *,
               max_locality: int = 256, seed: int = 0, full: bool = True, progress: bool = True,
               keep_delta: bool = False) -> dict:
-    """Edit ``cases`` (records) under ``protocol``; ``records`` is the population locality draws from."""
-    from tqdm.auto import tqdm
+    """Edit ``cases`` (records) under ``protocol``; ``records`` is the population locality draws from.
 
-    world = getattr(adapter, "world", None)
+    ``keep_delta``: return each evaluation point's weight delta under ``"_deltas"``.
+    """
     if adapter.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(adapter.device)
     cases = list(cases)
-    chunks = [cases[i:i + protocol.batch_size] for i in range(0, len(cases), protocol.batch_size)]
+    batches = protocol.batches(cases)
+    points = protocol.points(len(batches))
     # which cases are edited at each evaluation point
-    if protocol.kind == "sequential":
-        points = [cases[: (i + 1) * protocol.batch_size] for i in range(len(chunks))]
-        if not protocol.eval_each_batch:
-            points = points[-1:]
-    else:
-        points = chunks
-    probes = [locality_probes(records, p, world=world, max_other=max_locality, seed=seed) for p in points]
+    edited_at = {k: (cases[: (k + 1) * protocol.batch_size] if protocol.sequential else batches[k]) for k in points}
+    probes = {k: locality_probes(records, edited_at[k], adapter=adapter, max_other=max_locality, seed=seed)
+              for k in points}
 
     # everything "pre" is measured on the unedited model, once
     all_cs = edit_clozes(cases)
     pre_scores = cloze_scores(adapter, all_cs, full=full)
-    uniq = sorted({q for pr in probes for q in pr.prompts})
+    uniq = sorted({q for pr in probes.values() for q in pr.prompts})
     pre_arg = dict(zip(uniq, adapter.next_token_logits(uniq).argmax(-1).numpy())) if uniq else {}
-    for pr in probes:
+    for pr in probes.values():
         pr.pre = np.array([pre_arg[q] for q in pr.prompts])
 
-    t_stats = time.perf_counter()
-    editor.prepare(adapter)
-    stats_seconds = time.perf_counter() - t_stats
-
-    edit_seconds = 0.0
-    failures: list[dict] = []
     post_parts: list[dict] = []
     post_cs = ClozeSet()
     loc_parts: list[dict] = []
     per_point: list[dict] = []
-    applied = []
     deltas = []
-    bar = tqdm(chunks, desc=f"{editor.name} {protocol.kind}", unit="batch" if protocol.batch_size > 1 else "edit",
-               disable=not progress)
-    try:
-        for ci, chunk in enumerate(bar):
-            reqs = requests_from_records(chunk)
-            try:
-                res = editor.edit(adapter, reqs)
-                edit_seconds += res.seconds
-                applied.append(res)
-                if keep_delta:
-                    deltas.append(res.delta)
-            except EditGuardError as e:
-                failures.append({"cases": e.cases, "layer": e.layer, "error": str(e)})
-            evaluate_now = protocol.kind != "sequential" or protocol.eval_each_batch or ci == len(chunks) - 1
-            if evaluate_now:
-                pi = ci if (protocol.kind != "sequential" or protocol.eval_each_batch) else 0
-                edited = points[pi]
-                cs = edit_clozes(edited if protocol.kind == "sequential" else chunk)
-                sc = cloze_scores(adapter, cs, full=full)
-                post_loc = adapter.next_token_logits(probes[pi].prompts).argmax(-1).numpy() if probes[pi].prompts else np.zeros(0)
-                loc = locality_scores(adapter, probes[pi], post_loc)
-                if protocol.kind == "sequential":
-                    per_point.append({"edits": len(edited), **summarize_clozes(cs, sc), "locality": loc})
-                    if ci == len(chunks) - 1:
-                        post_parts, post_cs, loc_parts = [sc], cs, [loc]
-                else:
-                    post_parts.append(sc)
-                    for k in ("prompts", "old", "new", "case", "stage"):
-                        getattr(post_cs, k).extend(getattr(cs, k))
-                    loc_parts.append(loc)
-            if protocol.kind != "sequential":
-                if applied:
-                    applied.pop().remove()
-                editor.new_sequence()  # the next batch edits the unedited model (AlphaEdit: no earlier keys)
-    finally:
-        while applied:
-            applied.pop().remove()
+
+    def at_point(state: EditedState) -> None:
+        nonlocal post_parts, post_cs, loc_parts
+        if keep_delta and state.delta is not None:
+            deltas.append(state.delta)
+        cs = edit_clozes(state.edited)
+        sc = cloze_scores(adapter, cs, full=full)
+        pr = probes[state.point]
+        post_loc = adapter.next_token_logits(pr.prompts).argmax(-1).numpy() if pr.prompts else np.zeros(0)
+        loc = locality_scores(adapter, pr, post_loc)
+        if protocol.sequential:
+            per_point.append({"edits": len(state.edited), **summarize_clozes(cs, sc), "locality": loc})
+            post_parts, post_cs, loc_parts = [sc], cs, [loc]  # the last point is the result
+        else:
+            post_parts.append(sc)
+            for k in ("prompts", "old", "new", "case", "stage"):
+                getattr(post_cs, k).extend(getattr(cs, k))
+            loc_parts.append(loc)
+
+    source = EditorSource(editor)
+    run_protocol(adapter, source, batches, protocol, at_point=at_point, progress=progress,
+                 desc=f"{editor.name} {protocol.kind}")
+    failures, edit_seconds, stats_seconds = source.failures, source.edit_seconds, source.stats_seconds
 
     post = _merge(post_parts)
     pre_sum = summarize_clozes(all_cs, pre_scores)
@@ -190,3 +132,56 @@ def run_edits(adapter, editor, records: Sequence, cases: Sequence, protocol: Edi
     if keep_delta:
         out["_deltas"] = deltas
     return out
+
+
+def edit_from_spec(spec, *, out: str | Path | None = None, save_deltas: bool = False, progress: bool = True,
+                   echo=print) -> dict:
+    """``unike edit`` as a function: build model, editor and cases from a RunSpec, run, write ``out``.
+
+    ``out``: ``edit_result.json`` and, with ``save_deltas``, each evaluation point's weight delta
+    under ``deltas/`` (sequential: the cumulative delta at that point).
+    """
+    from .assemble import build_editor, load_adapter, load_records
+
+    if save_deltas and not out:
+        raise ValueError("--save-deltas needs --out DIR")
+    adapter = load_adapter(spec)
+    editor = build_editor(spec, adapter, progress=progress)
+    records = load_records(spec, adapter)
+    cases = select_cases(records, spec.cases, seed=spec.seed)
+    protocol = EditProtocol(spec.protocol, spec.edit_batch_size or max(len(cases), 1), eval_each_batch=spec.eval_each_batch)
+    result = run_edits(adapter, editor, records, cases, protocol, max_locality=spec.text_locality_probes, seed=spec.seed,
+                       full=spec.full_match, progress=progress, keep_delta=save_deltas)
+    deltas = result.pop("_deltas", [])
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, d in enumerate(deltas):
+            d.save(out / "deltas" / f"edit_{i:04d}")
+        if deltas:
+            result["deltas"] = [f"deltas/edit_{i:04d}.safetensors" for i in range(len(deltas))]
+            echo(f"wrote {len(deltas)} weight deltas to {out / 'deltas'}")
+        (out / "edit_result.json").write_text(json.dumps(result, indent=1))
+        echo(f"wrote {out / 'edit_result.json'}")
+    return result
+
+
+def format_edit_result(r: dict) -> str:
+    """A plain-text table of an edit run's text metrics (pre -> post)."""
+    rows = [("efficacy (top-1, stage_1)", r["efficacy"]), ("efficacy (full greedy)", r["efficacy_full"]),
+            ("efficacy (P(new) > P(old))", r["efficacy_p_new_gt_old"])]
+    rows += [(f"  {s}", v) for s, v in r["per_stage"].items()]
+    rows += [("generalization (stages 2..n)", r["generalization"]), ("locality (unchanged)", r["locality"])]
+    loc = r["locality"]
+    lines = [f"{r['editor']} on {r['model']} -- {r['protocol']['kind']} protocol, batch {r['protocol']['batch_size']}, "
+             f"{r['n_cases']} cases", f"{'metric':<32}{'pre':>8}{'post':>8}"]
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines += [f"{name:<32}{fmt(v['pre']):>8}{fmt(v['post']):>8}" for name, v in rows]
+    lines += [f"{'  neighbours / other':<32}{'':>8}{fmt(loc['neighbours']):>8} / {fmt(loc['other'])}",
+              f"{'  same subject, other facts':<32}{'':>8}{fmt(loc['same_subject']):>8}",
+              f"seconds per edit {r['seconds_per_edit']:.3f} (statistics {r['stats_seconds']:.1f} s), "
+              f"peak memory {r['peak_memory_mb']:.0f} MB, guard failures {r['guard_failures']}"]
+    return "\n".join(lines)

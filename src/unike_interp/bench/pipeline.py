@@ -23,171 +23,22 @@ and only its missing lines are written. The table is then rendered from the ledg
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import re
-import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..editing import EditGuardError, requests_from_records
-from .edit_run import PROTOCOLS, peak_memory_mb, select_cases
-from .ledger import Ledger
+from .edit_run import peak_memory_mb
+from .entries import CaseEntry, PointEntry
 from .matching import states_value
-from .reasoning import COMPOSE_MODES, compose, reasoning_request
+from .protocol import EditedState, EditorSource, EditProtocol, run_protocol, select_cases
+from .reasoning import compose, reasoning_request
+from .run_folder import RunFolder, RunFolderError  # noqa: F401  (RunFolderError: the error of run_bench)
+from .spec import RunSpec
 from .text_metrics import cloze_scores, edit_clozes, locality_probes
-
-RUN_FORMAT = "unike-bench-run/1"
-
-
-class RunFolderError(ValueError):
-    """The run folder cannot be used as asked (exists without --resume, or a different config)."""
-
-
-@dataclass
-class BenchConfig:
-    """Everything that determines a benchmark run (with the seed, its results)."""
-
-    model: str = "toy-direct"
-    editor: str = "memit"
-    protocol: str = "batch"
-    batch_size: int | None = None           # None: single -> 1, batch/sequential -> all cases at once
-    cases: int | None = 100                 # a seeded sample; None: every record
-    data: str | None = None                 # a UniKE.json (default: the model's own SynthWorld records)
-    world: str | None = None                # a built SynthWorld folder (default: the shipped one)
-    # passed to load_model for real models: pipeline_kwargs (e.g. {"height": 1024}), device_map ("auto")
-    model_options: dict = field(default_factory=dict)
-    judge: str = "verifier"
-    judge_options: dict = field(default_factory=dict)
-    compose: str = "replace"
-    hparams: dict = field(default_factory=dict)      # editor overrides over the family defaults
-    hparams_file: str | None = None
-    stats_corpus: str | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-    seed: int = 0
-    reasoning_tokens: int = 96
-    text_locality_probes: int = 64
-    image_locality_probes: int = 16
-    sample_steps: int | None = None         # generator defaults when None
-    guidance: float | None = None
-    bootstrap: int = 1000
-    full_match: bool = True
-
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
-        if self.compose not in COMPOSE_MODES:
-            raise ValueError(f"compose must be one of {', '.join(COMPOSE_MODES)}, got {self.compose!r}")
-        for name in ("cases", "batch_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        for name in ("text_locality_probes", "image_locality_probes", "bootstrap", "reasoning_tokens"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if "api_key" in {k.lower() for k in self.judge_options}:
-            raise ValueError("judge_options must not hold an API key: name its environment variable (api_key_env)")
-        unknown = sorted(set(self.model_options) - MODEL_OPTIONS)
-        if unknown:
-            raise ValueError(f"model_options: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_OPTIONS))}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def fields_from_file(cls, path: str | Path) -> dict:
-        """The fields a TOML or JSON run configuration sets (checked against this class)."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise FileNotFoundError(f"bench config {path}: {exc.strerror or exc}") from None
-        import tomllib
-
-        try:  # (TOMLDecodeError and JSONDecodeError are ValueErrors)
-            data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"bench config {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"bench config {path}: expected a table of settings")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"bench config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if data.get("cases") == "all":  # TOML has no null: "all" means every record
-            data["cases"] = None
-        return data
-
-
-# --- run folder ---------------------------------------------------------------------------------
-
-#: What ``BenchConfig.model_options`` may hold (keyword arguments of ``load_model`` for real models).
-MODEL_OPTIONS = {"pipeline_kwargs", "device_map"}
-
-
-def model_load_kwargs(config: BenchConfig) -> dict:
-    """Keyword arguments of ``load_model`` for ``config`` (world folder, model options)."""
-    return {**({"world_dir": config.world} if config.world else {}), **config.model_options}
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    from ..provenance import package_versions
-
-    return package_versions(("unike-interp", "torch", "transformers", "diffusers", "numpy", "nnsight"))
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "case"
-
-
-def _resolved(config: BenchConfig, adapter, editor, cases) -> dict:
-    return {
-        "format": RUN_FORMAT,
-        "config": config.to_dict(),
-        "hparams": {k: v for k, v in asdict(editor.hp).items()},
-        "batches": None,  # filled by run_bench
-        "case_ids": [r.case_id for r in cases],
-        "model_name": adapter.name,
-    }
-
-
-def _check_resume(out: Path, resolved: dict) -> None:
-    path = out / "config.json"
-    if not path.exists():
-        raise RunFolderError(f"{out} has a ledger but no config.json: not a run folder this version can resume")
-    old = json.loads(path.read_text(encoding="utf-8"))
-    a, b = dict(old), json.loads(json.dumps(resolved, sort_keys=True))
-    for d in (a, b):
-        d.get("config", {}).pop("device", None)  # the device may change across a resume
-    if a != b:
-        keys = sorted({k for k in set(a) | set(b) if a.get(k) != b.get(k)})
-        sub = []
-        if "config" in keys:
-            sub = sorted(k for k in set(a["config"]) | set(b["config"]) if a["config"].get(k) != b["config"].get(k))
-        raise RunFolderError(f"{out}: --resume with a different configuration (differs in: "
-                             f"{', '.join(sub or keys)}); use the original settings or another --out")
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -200,7 +51,7 @@ def _verdict(v) -> dict:
 class _Measure:
     """Generation and judging with every failure caught, counted and recorded."""
 
-    def __init__(self, adapter, judge, config: BenchConfig):
+    def __init__(self, adapter, judge, config: RunSpec):
         self.adapter, self.judge, self.config = adapter, judge, config
 
     def images(self, prompts: Sequence[str | None]) -> tuple[list[np.ndarray | None], list[str | None]]:
@@ -312,212 +163,128 @@ def _probe_verdicts(m: _Measure, probes) -> list[dict | None]:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def _save_png(img: np.ndarray | None, path: Path) -> str | None:
-    if img is None:
-        return None
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(img).save(tmp)
-    os.replace(tmp, path)
-    return str(path.relative_to(path.parents[2]))
-
-
-def _case_entry(r, batch: int, pre: dict, post: dict | None, guard: str | None, out: Path) -> dict:
+def _case_entry(folder: RunFolder, r, batch: int, pre: dict, post: dict | None, guard: str | None) -> CaseEntry:
     stages = {}
-    img_dir = out / "images" / _safe(r.case_id)
-    for name, st in r.stages.items():
+    for name in r.stages:
         p = pre[(r.case_id, name)]
         q = post[(r.case_id, name)] if post is not None else None
         entry = {
             "pre": {"top1_new": p["top1_new"], "top1_old": p["top1_old"],
-                    "image": _save_png(p["image"], img_dir / f"{name}-pre.png"),
+                    "image": folder.save_image(p["image"], r.case_id, name, "pre"),
                     "generation_error": p["generation_error"], "vqa_gt": p["vqa_gt"], "vqa_target": p["vqa_target"]},
         }
         if q is not None:
-            entry["post"] = {
-                k: q[k] for k in ("top1_new", "top1_old", "p_new_gt_old", "full_new") if k in q
-            }
+            entry["post"] = {k: q[k] for k in ("top1_new", "top1_old", "p_new_gt_old", "full_new") if k in q}
             entry["reasoning"] = q["reasoning"]
             for key, tag in (("direct", "direct"), ("reasoning_image", "reasoning")):
-                entry[key] = {"image": _save_png(q[key]["image"], img_dir / f"{name}-{tag}.png"),
+                entry[key] = {"image": folder.save_image(q[key]["image"], r.case_id, name, tag),
                               "generation_error": q[key]["generation_error"], "vqa": q[key]["vqa"]}
         stages[name] = entry
-    return {"type": "case", "case_id": r.case_id, "subject": r.subject, "category": r.category, "source": r.source,
-            "split": r.extra.get("split"), "batch": batch, "guard_error": guard, "stages": stages}
+    return CaseEntry(r.case_id, r.subject, r.category, r.source, r.extra.get("split"), batch, guard, stages)
 
 
-def _text_locality(adapter, records, edited, world, n, seed):
-    probes = locality_probes(records, edited, world=world, max_other=n, seed=seed)
+def _text_locality(adapter, records, edited, n, seed):
+    probes = locality_probes(records, edited, adapter=adapter, max_other=n, seed=seed)
     if not probes.prompts:
         return probes, np.zeros(0, dtype=np.int64)
     return probes, adapter.next_token_logits(probes.prompts).argmax(-1).numpy()
 
 
-def run_bench(config: BenchConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+def bench_protocol(spec: RunSpec, n_cases: int) -> EditProtocol:
+    """The spec's protocol; the benchmark evaluates a sequence once, at its end."""
+    if spec.eval_each_batch:
+        raise ValueError("eval_each_batch is for `unike edit`: the benchmark judges a sequence once, at its end")
+    return EditProtocol(spec.protocol, spec.edit_batch_size or max(n_cases, 1))
+
+
+def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print, adapter=None, judge=None, editor=None) -> dict:
-    """Run (or continue) the benchmark into ``out_dir``; return the table (see :mod:`.aggregate`).
+    """Run (or continue) the benchmark into the run folder ``out_dir`` (:class:`RunFolder`); return the table.
 
-    Run folder: ``config.json`` (resolved configuration), ``manifest.json`` (package versions,
-    git SHA, seed, device, timings), ``ledger.jsonl`` (one ``case`` line per case, one ``point``
-    line per evaluation point), ``images/<case>/<stage>-{pre,direct,reasoning}.png``,
-    ``table.md``, ``table.csv``, ``table.json``.
-
-    ``adapter``, ``judge`` and ``editor`` may be passed in (a notebook that holds them already);
-    by default they are built from ``config``.
+    Per evaluation point the ledger gets one ``case`` entry per case and one ``point`` entry (text
+    and image locality, and the reference and hash of the stored weight delta the judged model
+    carried). ``adapter``, ``judge`` and ``editor`` may be passed in (a notebook that holds them
+    already); by default they are built from ``spec`` (:mod:`.assemble`).
     """
-    from tqdm.auto import tqdm
-
-    from ..devices import resolve_device, resolve_dtype
     from .aggregate import build_table, write_tables
+    from .assemble import build_editor, build_judge, load_adapter, load_records
 
-    out = Path(out_dir)
-    ledger_path = out / "ledger.jsonl"
-    if ledger_path.exists() and ledger_path.stat().st_size and not resume:
-        raise RunFolderError(f"{out} already holds a run (ledger.jsonl); pass --resume to continue it or choose another --out")
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype)
-    if adapter is None:
-        from ..models.registry import load_model
-
-        adapter = load_model(config.model, device=device, dtype=dtype, **model_load_kwargs(config))
-    if config.data:
-        from ..data.io import load_unike
-
-        records = load_unike(config.data, strict=True).records
-    elif getattr(adapter, "world", None) is not None:
-        records = adapter.world.records
-    else:
-        raise ValueError(f"{config.model} has no built-in records: set data to a UniKE.json file")
-    cases = select_cases(records, config.cases, seed=config.seed)
+    folder = RunFolder(out_dir)
+    if folder.has_run() and not resume:
+        raise RunFolderError(f"{folder.path} already holds a run ({folder.ledger_path.name}); pass --resume to continue "
+                             "it or choose another --out")
+    adapter = adapter or load_adapter(spec)
+    records = load_records(spec, adapter)
+    cases = select_cases(records, spec.cases, seed=spec.seed)
+    protocol = bench_protocol(spec, len(cases))
     if editor is None:
-        editor = _make_editor(config, adapter, progress)
+        editor = build_editor(spec, adapter, progress=progress)
     editor.layers(adapter)  # a bad layer list is an input error, reported before any work
-    if judge is None:
-        from ..judges.registry import make_judge
+    judge = judge or build_judge(spec, adapter.device)
+    batches = protocol.batches(cases)
+    judge_name = getattr(judge, "name", spec.judge)
+    resolved = {"config": spec.to_dict(), "hparams": asdict(editor.hp), "case_ids": [r.case_id for r in cases],
+                "batches": [[r.case_id for r in b] for b in batches], "model_name": adapter.name, "judge_name": judge_name}
+    folder.write_resolved(resolved, resume=resume)
+    folder.start_session(resume=resume, seed=spec.seed, device=str(adapter.device),
+                         dtype=str(adapter.dtype).replace("torch.", ""), torch_cuda=torch.version.cuda, judge=judge_name)
 
-        judge = make_judge(config.judge, world_dir=config.world, device=device, options=config.judge_options)
-
-    bs = 1 if config.protocol == "single" else (config.batch_size or len(cases))
-    batches = [cases[i:i + bs] for i in range(0, len(cases), bs)]
-    resolved = _resolved(config, adapter, editor, cases)
-    resolved["batches"] = [[r.case_id for r in b] for b in batches]
-    resolved["judge_name"] = getattr(judge, "name", config.judge)
-
-    out.mkdir(parents=True, exist_ok=True)
-    if resume and ledger_path.exists():
-        _check_resume(out, resolved)
-    _write_json(out / "config.json", json.loads(json.dumps(resolved, sort_keys=True)))
-    manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest.update(format=RUN_FORMAT, versions=_versions(), git_sha=_git_sha(), seed=config.seed,
-                    device=str(device), dtype=str(dtype).replace("torch.", ""),
-                    torch_cuda=torch.version.cuda, judge=resolved["judge_name"])
-    manifest.setdefault("sessions", []).append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume": bool(resume)})
-    _write_json(manifest_path, manifest)
-
-    ledger = Ledger.open(ledger_path)
+    ledger = folder.open_ledger()
     if ledger.torn_bytes:
-        echo(f"[bench] cut a torn last line ({ledger.torn_bytes} bytes) off {ledger_path}: that case is redone")
-    done_cases = {e["case_id"] for e in ledger.of_type("case")}
-    done_points = {e["batch"] for e in ledger.of_type("point")}
+        echo(f"[bench] cut a torn last line ({ledger.torn_bytes} bytes) off {folder.ledger_path}: that case is redone")
+    done_cases = set(folder.case_entries(ledger))
+    done_points = set(folder.point_entries(ledger))
     unknown = done_cases - {r.case_id for r in cases}
     if unknown:
-        raise RunFolderError(f"{ledger_path} holds cases this configuration does not select: {sorted(unknown)[:5]}")
+        raise RunFolderError(f"{folder.ledger_path} holds cases this configuration does not select: {sorted(unknown)[:5]}")
 
-    m = _Measure(adapter, judge, config)
-    world = getattr(adapter, "world", None)
+    m = _Measure(adapter, judge, spec)
     t_start = time.perf_counter()
-    edit_seconds = 0.0
-    todo = [k for k, b in enumerate(batches) if k not in done_points or any(r.case_id not in done_cases for r in b)]
-    if todo:
-        echo(f"[bench] {config.model} x {editor.name} ({config.protocol}, {len(cases)} cases in {len(batches)} "
+    point_of = {k: (len(batches) - 1 if protocol.sequential else k) for k in range(len(batches))}
+    todo = [k for k, b in enumerate(batches)
+            if point_of[k] not in done_points or any(r.case_id not in done_cases for r in b)]
+    if not todo:
+        echo(f"[bench] every case is already in {folder.ledger_path}; rendering the table")
+    else:
+        echo(f"[bench] {spec.model} x {editor.name} ({spec.protocol}, {len(cases)} cases in {len(batches)} "
              f"batch(es)); {len(todo)} batch(es) to run" + (f", {len(done_cases)} cases already in the ledger" if done_cases else ""))
-        probes = image_probe_records(records, cases, config.image_locality_probes, config.seed)
+        probes = image_probe_records(records, cases, spec.image_locality_probes, spec.seed)
         probe_pre = _probe_verdicts(m, probes) if probes else []
-        t0 = time.perf_counter()
-        editor.prepare(adapter)
-        stats_seconds = time.perf_counter() - t0
+        unedited: dict = {}
 
-        def write(k, batch, pre, post, guards, loc_probes, loc_pre):
+        def before(k, batch):
+            unedited["pre"] = measure_pre(m, batch)
+            unedited["loc"] = _text_locality(adapter, records, batch, spec.text_locality_probes, spec.seed)
+
+        def at_point(state: EditedState) -> None:
+            post = measure_post(m, state.edited)
+            loc_probes, loc_pre = unedited["loc"]
             loc_post = adapter.next_token_logits(loc_probes.prompts).argmax(-1).numpy() if loc_probes.prompts else np.zeros(0)
             probe_post = _probe_verdicts(m, probes) if probes else []
-            for r in batch:
+            ref = folder.save_delta(state.point, state.delta) if spec.store_deltas and state.delta is not None else None
+            for r in state.edited:
                 if r.case_id not in done_cases:
-                    ledger.append(_case_entry(r, k, pre, post, guards.get(r.case_id), out))
+                    ledger.append(_case_entry(folder, r, state.point, unedited["pre"], post,
+                                              state.guards.get(r.case_id)).to_json())
                     done_cases.add(r.case_id)
-            if k not in done_points:
+            if state.point not in done_points:
                 gt_first = [adapter.first_token_id(g) for g in loc_probes.gt]
-                ledger.append({
-                    "type": "point", "batch": k, "cases": [r.case_id for r in batch],
-                    "text_locality": [{"kind": kd, "unchanged": bool(a == b), "pre_correct": bool(a == g),
-                                       "post_correct": bool(b == g)}
-                                      for kd, a, b, g in zip(loc_probes.kind, loc_pre, loc_post, gt_first)],
-                    "image_locality": [{"case_id": r.case_id, "pre": a, "post": b}
-                                       for r, a, b in zip(probes, probe_pre, probe_post)],
-                })
-                done_points.add(k)
+                ledger.append(PointEntry(
+                    state.point, [r.case_id for r in state.edited],
+                    text_locality=[{"kind": kd, "unchanged": bool(a == b), "pre_correct": bool(a == g),
+                                    "post_correct": bool(b == g)}
+                                   for kd, a, b, g in zip(loc_probes.kind, loc_pre, loc_post, gt_first)],
+                    image_locality=[{"case_id": r.case_id, "pre": a, "post": b}
+                                    for r, a, b in zip(probes, probe_pre, probe_post)],
+                    delta=ref).to_json())
+                done_points.add(state.point)
 
-        if config.protocol == "sequential":
-            pre = measure_pre(m, cases)
-            loc_probes, loc_pre = _text_locality(adapter, records, cases, world, config.text_locality_probes, config.seed)
-            applied, guards = [], {}
-            try:
-                for k, batch in enumerate(tqdm(batches, desc=f"{editor.name} sequential", disable=not progress)):
-                    try:
-                        res = editor.edit(adapter, requests_from_records(batch))
-                        applied.append(res)
-                        edit_seconds += res.seconds
-                    except EditGuardError as e:
-                        guards.update({c: str(e) for c in e.cases})
-                post = measure_post(m, cases)
-                write(len(batches) - 1, cases, pre, post, guards, loc_probes, loc_pre)
-            finally:
-                while applied:
-                    applied.pop().remove()
-                editor.new_sequence()
-        else:
-            for k in tqdm(todo, desc=f"{editor.name} {config.protocol}", unit="batch", disable=not progress):
-                batch = batches[k]
-                pre = measure_pre(m, batch)
-                loc_probes, loc_pre = _text_locality(adapter, records, batch, world, config.text_locality_probes,
-                                                     config.seed)
-                guards: dict[str, str] = {}
-                res = None
-                try:
-                    try:
-                        res = editor.edit(adapter, requests_from_records(batch))
-                        edit_seconds += res.seconds
-                    except EditGuardError as e:
-                        guards = {c: str(e) for c in e.cases}
-                    post = measure_post(m, batch)
-                    write(k, batch, pre, post, guards, loc_probes, loc_pre)
-                finally:
-                    if res is not None:
-                        res.remove()
-                    editor.new_sequence()
-        manifest = json.loads(manifest_path.read_text())
-        manifest["sessions"][-1].update(seconds=round(time.perf_counter() - t_start, 2), edit_seconds=round(edit_seconds, 3),
-                                        stats_seconds=round(stats_seconds, 3), peak_memory_mb=peak_memory_mb(device))
-        _write_json(manifest_path, manifest)
-    else:
-        echo(f"[bench] every case is already in {ledger_path}; rendering the table")
+        source = EditorSource(editor, manifest={"protocol": spec.protocol, "seed": spec.seed})
+        run_protocol(adapter, source, batches, protocol, at_point=at_point, before=before, todo=todo,
+                     progress=progress, desc=f"{editor.name} {spec.protocol}")
+        folder.end_session(seconds=round(time.perf_counter() - t_start, 2), edit_seconds=round(source.edit_seconds, 3),
+                           stats_seconds=round(source.stats_seconds, 3), peak_memory_mb=peak_memory_mb(adapter.device))
 
-    table = build_table(Ledger.open(ledger_path).entries, resolved)
-    write_tables(table, out)
+    table = build_table(folder.entries(), resolved)
+    write_tables(table, folder.path)
     return table
-
-
-def _make_editor(config: BenchConfig, adapter, progress: bool):
-    from ..editing import load_hparams, make_editor, make_hparams
-    from ..editing.stats import load_corpus
-
-    if config.hparams_file:
-        hp = load_hparams(config.hparams_file, config.editor, adapter.family)
-        if config.hparams:
-            hp = make_hparams(config.editor, None, {**dataclasses.asdict(hp), **config.hparams}, source="hparams")
-    else:
-        hp = make_hparams(config.editor, adapter.family, config.hparams, source="hparams")
-    corpus = load_corpus(config.stats_corpus) if config.stats_corpus else None
-    return make_editor(config.editor, hp, stats_corpus=corpus, progress=progress)

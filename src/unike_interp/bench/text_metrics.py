@@ -115,10 +115,11 @@ class LocalityProbes:
     pre: np.ndarray | None = None
 
 
-def locality_probes(records: Sequence, edited: Sequence, *, world=None, max_other: int = 256,
+def locality_probes(records: Sequence, edited: Sequence, *, adapter=None, max_other: int = 256,
                     seed: int = 0) -> LocalityProbes:
     """Stage-1 prompts of records not in ``edited``: all neighbours (same category and old value as
-    an edited case) plus a seeded sample of up to ``max_other`` others; with a SynthWorld ``world``,
+    an edited case) plus a seeded sample of up to ``max_other`` others; with an ``adapter`` that
+    knows its subjects' other facts (:meth:`~unike_interp.models.base.UMMAdapter.related_fact_prompts`),
     also the edited subjects' facts in the other categories."""
     edited_ids = {r.case_id for r in edited}
     edited_subjects = {r.subject for r in edited}
@@ -134,19 +135,12 @@ def locality_probes(records: Sequence, edited: Sequence, *, world=None, max_othe
     prompts = [r.stage_1.prompt for r in neigh + other]
     kind = ["neighbour"] * len(neigh) + ["other"] * len(other)
     gt = [r.stage_1.gt for r in neigh + other]
-    if world is not None:
-        from ..data.synthworld import CATEGORIES, CATEGORY_VALUES
-        from ..data.synthworld.world import make_record
-
+    if adapter is not None:
         for r in edited:
-            subj = world.subject(r.subject)
-            for c in CATEGORIES:
-                if c == r.category:
-                    continue
-                alt = next(v for v in CATEGORY_VALUES[c] if v != subj.facts[c])
-                prompts.append(make_record(subj, c, alt, 0).stage_1.prompt)
+            for prompt, answer in adapter.related_fact_prompts(r):
+                prompts.append(prompt)
                 kind.append("same_subject")
-                gt.append(subj.facts[c])
+                gt.append(answer)
     return LocalityProbes(prompts, kind, gt)
 
 

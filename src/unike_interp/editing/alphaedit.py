@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import register_editor
 from .memit import MEMIT
 from .stats import cached_nullspace_projector
 from .targets import mean_at_subject, optimize_targets
 
 
-@register_editor
 class AlphaEdit(MEMIT):
     name = "alphaedit"
 

@@ -176,23 +176,3 @@ class Editor(ABC):
         })
         applied = AppliedDelta(adapter.lm, snap.saved)
         return EditResult(applied, delta, seconds, info)
-
-
-EDITORS: dict[str, type[Editor]] = {}
-
-
-def register_editor(cls: type[Editor]) -> type[Editor]:
-    EDITORS[cls.name] = cls
-    return cls
-
-
-def make_editor(name: str, hparams: EditHParams | dict | None = None, *, family: str | None = None, **kwargs) -> Editor:
-    """An editor by name (``rome``, ``memit``, ``pmet``, ``alphaedit``, ``ft``) with family defaults."""
-    from . import alphaedit, ft, memit, pmet, rome  # noqa: F401  (register)
-
-    key = name.lower()
-    if key not in EDITORS:
-        raise KeyError(f"unknown editor {name!r}; known: {', '.join(sorted(EDITORS))}")
-    if hparams is None or isinstance(hparams, dict):
-        hparams = make_hparams(key, family, hparams)
-    return EDITORS[key](hparams, **kwargs)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from ..world.conditioning import position_ids_from_mask
+from ..conditioning import position_ids_from_mask
 from .requests import subject_last_positions
 
 

@@ -36,6 +36,16 @@ class WeightDelta:
     def modules(self) -> list[str]:
         return sorted(self.deltas)
 
+    def sha256(self) -> str:
+        """Content hash: module paths (sorted) and their float32 bytes; the manifest is not hashed."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.deltas):
+            h.update(name.encode())
+            h.update(self.deltas[name].detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     def norms(self) -> dict[str, float]:
         return {k: float(v.float().norm()) for k, v in self.deltas.items()}
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import Editor, register_editor
+from .base import Editor
 from .batching import make_batch, target_count, target_logprob
 
 
-@register_editor
 class FT(Editor):
     name = "ft"
 

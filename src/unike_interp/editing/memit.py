@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Editor, register_editor
+from .base import Editor
 from .targets import mean_at_subject, optimize_targets
 
 
@@ -31,7 +31,6 @@ def ridge_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) 
     return X.T.float()
 
 
-@register_editor
 class MEMIT(Editor):
     name = "memit"
     spread = "linear"

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import math
 
-from .base import register_editor
 from .memit import MEMIT
 
 
-@register_editor
 class PMET(MEMIT):
     name = "pmet"
 

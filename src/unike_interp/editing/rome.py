@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import Editor, register_editor
+from .base import Editor
 from .targets import mean_at_subject, optimize_targets
 
 
-@register_editor
 class ROME(Editor):
     name = "rome"
 

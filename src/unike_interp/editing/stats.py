@@ -91,7 +91,7 @@ def second_moment(adapter, module_path: str, texts: Sequence[str], samples: int,
     in ``dtype`` on the CPU)."""
     from tqdm.auto import tqdm
 
-    from ..world.conditioning import position_ids_from_mask
+    from ..conditioning import position_ids_from_mask
 
     module = adapter.module(module_path)
     acc = None

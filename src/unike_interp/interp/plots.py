@@ -1,16 +1,15 @@
 """Figures of the study, from a run's ``table.json`` and its analysis ``stats.json``.
 
-One function per figure, ``fig_<name>(stats, table, ...) -> Figure`` (``stats``: the dict written
-by :func:`unike_interp.interp.analyze.analyze_run`; ``table``: the dict written by
-:func:`unike_interp.bench.aggregate.build_table`; either may be ``None`` where the figure does not
-need it). A figure whose data is absent raises :class:`FigureSkipped` with the reason (e.g. the
-bottleneck retention of a model without a connector). :func:`save` writes ``name.png`` (150 dpi)
-and ``name.pdf``; :func:`render_all` renders every figure of a run into
-``<analysis_dir>/figures/`` and lists the skipped ones (with their reasons) in ``index.json``.
-
-Figures (``FIGURES``): ``modality_gap``, ``drift_by_layer``, ``edit_strength_by_success``,
-``alignment_by_success``, ``bottleneck_retention``, ``generator_sensitivity``,
-``reasoning_decomposition``, ``probe_accuracy``, ``auc_table``.
+The figures, their names and titles, and the statistics each shows are declared in
+:mod:`unike_interp.interp.statistics` (:data:`~unike_interp.interp.statistics.FIGURES`); this
+module draws them: one function per figure, ``fig_<name>(stats, table, ...) -> Figure``
+(``stats``: the dict written by :func:`unike_interp.interp.analyze.analyze_run`; ``table``: the
+dict written by :func:`unike_interp.bench.aggregate.build_table`; either may be ``None`` where the
+figure does not need it), bound to its registry entry in :data:`PLOTS`. A figure whose data is
+absent raises :class:`FigureSkipped` with the reason (e.g. the bottleneck retention of a model
+without a connector). :func:`save` writes ``name.png`` (150 dpi) and ``name.pdf``;
+:func:`render_all` renders every figure of a run into ``<analysis_dir>/figures/`` and lists the
+skipped ones (with their reasons) in ``index.json``.
 
 Error bars on means are the standard error over cases (``std / sqrt(n)``, ``ddof=1``); the
 modality gap uses the table's 95% case-bootstrap intervals.
@@ -33,8 +32,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from . import statistics as R  # noqa: E402  (the registry of figures and statistics)
+
 __all__ = [
-    "FigureSkipped", "FIGURES", "RenderResult", "save", "load_run", "render", "render_all", "render_figure",
+    "FigureSkipped", "PLOTS", "RenderResult", "save", "load_run", "render", "render_all", "render_figure",
     "fig_modality_gap", "fig_drift_by_layer", "fig_edit_strength_by_success", "fig_alignment_by_success",
     "fig_bottleneck_retention", "fig_generator_sensitivity", "fig_reasoning_decomposition",
     "fig_probe_accuracy", "fig_auc_table",
@@ -163,35 +164,36 @@ def fig_modality_gap(stats: dict | None, table: dict | None,
     ax.set_axisbelow(True)
     if n_t > 1:
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(n_t, 3), frameon=False)
-        fig.suptitle(f"Modality gap: text edit (Eff.) vs image (VQA), stage 1, {row}", fontsize=11)
+        fig.suptitle(f"{R.FIG_MODALITY_GAP.title}, {row}", fontsize=11)
     else:
         n = tables[0][1]["main"][row].get("n_cases")
-        _title(fig, f"Modality gap: text edit (Eff.) vs image (VQA), stage 1, {row}", None, tables[0][1], n)
+        _title(fig, f"{R.FIG_MODALITY_GAP.title}, {row}", None, tables[0][1], n)
     return fig
 
 
-def _layer_keys(stats: dict, kind: str, site: str) -> dict[int, dict[str, str]]:
-    pat = re.compile(rf"^text_drift_{kind}\.{site}\.(\d+)\.(subject|prompt)$")
+def _layer_keys(stats: dict, stat: R.Statistic, site: str) -> dict[int, dict[str, str]]:
+    """layer -> {row: statistic name} of ``stat`` (a text-drift family) at ``site``.<layer>."""
     out: dict[int, dict[str, str]] = {}
     for n in _stat_names(stats):
-        m = pat.match(n)
-        if m:
-            out.setdefault(int(m.group(1)), {})[m.group(2)] = n
+        parts = stat.match(n)
+        if parts and parts["pos"] in R.TEXT_ROWS and (m := re.fullmatch(rf"{site}\.(\d+)", parts["site"])):
+            out.setdefault(int(m.group(1)), {})[parts["pos"]] = n
     return dict(sorted(out.items()))
 
 
 def fig_drift_by_layer(stats: dict, table: dict | None = None, *, site: str = "resid") -> Figure:
     """Mean relative drift and cosine distance of each text layer (``site``.0..L-1), subject vs prompt token."""
     stats = _require_stats(stats)
-    panels = [(k, lab) for k, lab in (("rel", "relative drift  |Δh| / |h|"), ("cos", "cosine distance  1 − cos(h, h′)"))
+    panels = [(k, lab) for k, lab in ((R.TEXT_DRIFT_REL, "relative drift  |Δh| / |h|"),
+                                      (R.TEXT_DRIFT_COS, "cosine distance  1 − cos(h, h′)"))
               if _layer_keys(stats, k, site)]
     if not panels:
-        raise FigureSkipped(f"no text_drift_*.{site}.<layer>.* statistics")
+        raise FigureSkipped(f"no {R.TEXT_DRIFT_REL.name} / {R.TEXT_DRIFT_COS.name} statistics with site {site}.<layer>")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True, squeeze=False)
     for ax, (kind, ylabel) in zip(axes[0], panels):
         keys = _layer_keys(stats, kind, site)
         layers = list(keys)
-        for pos, color, off in (("subject", C_SUBJECT, -0.06), ("prompt", C_PROMPT, 0.06)):
+        for pos, color, off in zip(R.TEXT_ROWS, (C_SUBJECT, C_PROMPT), (-0.06, 0.06)):
             ms = [_mean_sem(_values(stats, keys[i][pos])) if pos in keys[i] else (np.nan, np.nan, 0) for i in layers]
             n = max((m[2] for m in ms), default=0)
             ax.errorbar(np.asarray(layers) + off, [m[0] for m in ms], yerr=[m[1] for m in ms], marker="o",
@@ -202,7 +204,7 @@ def fig_drift_by_layer(stats: dict, table: dict | None = None, *, site: str = "r
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
-    _title(fig, "Text-side drift under the edit, per layer (mean ± s.e.m. over cases)", stats, table)
+    _title(fig, R.FIG_DRIFT_BY_LAYER.title, stats, table)
     return fig
 
 
@@ -246,56 +248,59 @@ def _split_panel(ax, stats: dict, name: str, success_key: str, refs: Sequence[fl
 def fig_edit_strength_by_success(stats: dict, table: dict | None = None, *, success_key: str = "vqa_direct") -> Figure:
     """Edit strength ``<Δc, d>/|d|²`` per case, split by VQA direct success (1.0 = spelling the new value out)."""
     stats = _require_stats(stats)
-    if not _has_stat(stats, "edit_strength"):
-        raise FigureSkipped("no edit_strength statistic")
+    if not _has_stat(stats, R.EDIT_STRENGTH.name):
+        raise FigureSkipped(f"no {R.EDIT_STRENGTH.name} statistic")
     fig, ax = plt.subplots(figsize=(5.0, 4.4), constrained_layout=True)
-    _split_panel(ax, stats, "edit_strength", success_key, (0.0, 1.0),
+    _split_panel(ax, stats, R.EDIT_STRENGTH.name, success_key, (0.0, 1.0),
                  "edit strength  ⟨Δc, d⟩ / |d|²\n(1 = as far as spelling out the new value)")
-    _title(fig, "Edit strength in the conditioning, by image outcome", stats, table)
+    _title(fig, R.FIG_EDIT_STRENGTH.title, stats, table)
     return fig
 
 
 def fig_alignment_by_success(stats: dict, table: dict | None = None, *, success_key: str = "vqa_direct") -> Figure:
     """Alignment (text Δ vs conditioning Δ) and projection cosine (Δc vs attribute direction) by VQA success."""
     stats = _require_stats(stats)
-    panels = [(n, lab) for n, lab in (("alignment", "alignment  cos(Δh_L, Δc)"),
-                                      ("projection_cos", "projection cos(Δc, d)")) if _has_stat(stats, n)]
+    panels = [(s.name, lab) for s, lab in ((R.ALIGNMENT, "alignment  cos(Δh_L, Δc)"),
+                                           (R.PROJECTION_COS, "projection cos(Δc, d)")) if _has_stat(stats, s.name)]
     if not panels:
-        raise FigureSkipped("no alignment / projection_cos statistics")
+        raise FigureSkipped(f"no {R.ALIGNMENT.name} / {R.PROJECTION_COS.name} statistics")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), constrained_layout=True, squeeze=False)
     for ax, (n, lab) in zip(axes[0], panels):
         _split_panel(ax, stats, n, success_key, (0.0,), lab)
         ax.set_ylim(-1.05, 1.05)
-    _title(fig, "Does the text change reach the conditioning along the attribute?", stats, table)
+    _title(fig, R.FIG_ALIGNMENT.title, stats, table)
     return fig
 
 
 def fig_bottleneck_retention(stats: dict, table: dict | None = None, *, success_key: str = "vqa_direct") -> Figure:
     """Share of Δ(connector input) the connector can pass on (energy) and its gain relative to the top one."""
     stats = _require_stats(stats)
-    panels = [(n, lab) for n, lab in (("bottleneck_energy", "energy retained  |V_kᵀΔ|² / |Δ|²"),
-                                      ("bottleneck_gain_relative", "relative gain  |WΔ| / (|Δ| s₁)"))
-              if _has_stat(stats, n)]
+    panels = [(s.name, lab) for s, lab in ((R.BOTTLENECK_ENERGY, "energy retained  |V_kᵀΔ|² / |Δ|²"),
+                                           (R.BOTTLENECK_GAIN, "relative gain  |WΔ| / (|Δ| s₁)"))
+              if _has_stat(stats, s.name)]
     if not panels:
         model, _ = _model_editor(stats, table)
-        raise FigureSkipped(f"no bottleneck_energy / bottleneck_gain_relative statistics "
+        raise FigureSkipped(f"no {R.BOTTLENECK_ENERGY.name} / {R.BOTTLENECK_GAIN.name} statistics "
                             f"(model {model} has no linear connector)")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), constrained_layout=True, squeeze=False)
     for ax, (n, lab) in zip(axes[0], panels):
         _split_panel(ax, stats, n, success_key, (0.0, 1.0), lab)
         ax.set_ylim(-0.05, 1.05)
-    _title(fig, "Connector bottleneck: how much of the text change survives", stats, table)
+    _title(fig, R.FIG_BOTTLENECK.title, stats, table)
     return fig
 
 
 def fig_generator_sensitivity(stats: dict, table: dict | None = None) -> Figure:
     """Mean relative change of each generator block's output (± s.e.m.), all cases and by VQA direct outcome."""
     stats = _require_stats(stats)
-    pat = re.compile(r"^generator_sensitivity\.(.+?)\.(\d+)$")
-    blocks = sorted(((m.group(1), int(m.group(2)), n) for n in _stat_names(stats) if (m := pat.match(n))),
-                    key=lambda t: (t[0], t[1]))
+    blocks = []  # (block kind, index, statistic name)
+    for n in _stat_names(stats):
+        parts = R.GENERATOR_SENSITIVITY.match(n)
+        if parts and (m := re.fullmatch(r"(.+?)\.(\d+)", parts["block"])):
+            blocks.append((m.group(1), int(m.group(2)), n))
+    blocks.sort(key=lambda t: (t[0], t[1]))
     if not blocks:
-        raise FigureSkipped("no generator_sensitivity.<block> statistics")
+        raise FigureSkipped(f"no {R.GENERATOR_SENSITIVITY.name} statistics")
     succ = _success(stats, "vqa_direct")
     pc = _per_case(stats)
     fig, ax = plt.subplots(figsize=(max(5.5, 0.7 * len(blocks) + 2.5), 4.4), constrained_layout=True)
@@ -317,7 +322,7 @@ def fig_generator_sensitivity(stats: dict, table: dict | None = None) -> Figure:
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(fontsize=8, frameon=False)
-    _title(fig, "Generator sensitivity to the edit, per block (mean ± s.e.m.)", stats, table)
+    _title(fig, R.FIG_GENERATOR.title, stats, table)
     return fig
 
 
@@ -340,15 +345,16 @@ def _bar_means(ax, stats: dict, names: Sequence[tuple[str, str]], color: str) ->
 def fig_reasoning_decomposition(stats: dict, table: dict | None = None) -> Figure:
     """Norms of the edit / reasoning / edit-on-reasoning shifts and their strengths along the attribute."""
     stats = _require_stats(stats)
-    norms = [(f"reasoning.{k}", lab) for k, lab in (("norm_edit", "edit\n(direct)"), ("norm_reasoning", "reasoning"),
-                                                    ("norm_edit_on_reasoning", "edit on\nreasoning"))]
-    strengths = [(f"reasoning.{k}", lab) for k, lab in (
+    norms = [(R.REASONING.format(k), lab) for k, lab in (
+        ("norm_edit", "edit\n(direct)"), ("norm_reasoning", "reasoning"),
+        ("norm_edit_on_reasoning", "edit on\nreasoning"))]
+    strengths = [(R.REASONING.format(k), lab) for k, lab in (
         ("strength_edit", "edit\n(direct)"), ("strength_reasoning", "reasoning"),
         ("strength_edit_on_reasoning", "edit on\nreasoning"), ("strength_total", "total\n(edit+reasoning)"))]
     norms = [p for p in norms if _has_stat(stats, p[0])]
     strengths = [p for p in strengths if _has_stat(stats, p[0])]
     if not norms and not strengths:
-        raise FigureSkipped("no reasoning.* statistics (no reasoning prompt recorded)")
+        raise FigureSkipped(f"no {R.REASONING.name} statistics (no reasoning prompt recorded)")
     panels = [p for p in ((norms, "shift norm  |Δc|", "#56b4e9", ()),
                           (strengths, "strength  ⟨v, d⟩ / |d|²", "#cc79a7", (0.0, 1.0))) if p[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 + 1.2 * sum(len(p[0]) for p in panels), 4.4),
@@ -360,7 +366,7 @@ def fig_reasoning_decomposition(stats: dict, table: dict | None = None) -> Figur
             ax.axhline(r, ls="--", lw=1, color="grey", zorder=0)
         n = max(n, _bar_means(ax, stats, names, color))
         ax.set_ylabel(ylabel)
-    _title(fig, "Reasoning decomposition of the conditioning shift (mean ± s.e.m.; dots = cases)", stats, table, n)
+    _title(fig, R.FIG_REASONING.title, stats, table, n)
     return fig
 
 
@@ -416,7 +422,7 @@ def fig_probe_accuracy(stats: dict, table: dict | None = None) -> Figure:
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
         ax.legend(fontsize=7, frameon=False, loc="upper right", ncol=2)
-    _title(fig, "Is the value linearly readable from the conditioning, and does the edit move it?", stats, table)
+    _title(fig, R.FIG_PROBES.title, stats, table)
     return fig
 
 
@@ -461,20 +467,21 @@ def fig_auc_table(stats: dict, table: dict | None = None, *, top: int = 20) -> F
     cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
     cb.set_label("AUC (0.5 = uninformative; >0.5: higher → success)", fontsize=8)
     shown = f"top {len(names)} of {len(score)} by |AUC − 0.5|" if len(score) > len(names) else f"all {len(names)}"
-    _title(fig, f"Which statistic predicts the image outcome? ROC AUC ({shown})", stats, table)
+    _title(fig, f"{R.FIG_AUC_TABLE.title} ({shown})", stats, table)
     return fig
 
 
-FIGURES: dict[str, Callable[..., Figure]] = {
-    "modality_gap": fig_modality_gap,
-    "drift_by_layer": fig_drift_by_layer,
-    "edit_strength_by_success": fig_edit_strength_by_success,
-    "alignment_by_success": fig_alignment_by_success,
-    "bottleneck_retention": fig_bottleneck_retention,
-    "generator_sensitivity": fig_generator_sensitivity,
-    "reasoning_decomposition": fig_reasoning_decomposition,
-    "probe_accuracy": fig_probe_accuracy,
-    "auc_table": fig_auc_table,
+#: The function drawing each figure of the registry.
+PLOTS: dict[R.Figure, Callable[..., Figure]] = {
+    R.FIG_MODALITY_GAP: fig_modality_gap,
+    R.FIG_DRIFT_BY_LAYER: fig_drift_by_layer,
+    R.FIG_EDIT_STRENGTH: fig_edit_strength_by_success,
+    R.FIG_ALIGNMENT: fig_alignment_by_success,
+    R.FIG_BOTTLENECK: fig_bottleneck_retention,
+    R.FIG_GENERATOR: fig_generator_sensitivity,
+    R.FIG_REASONING: fig_reasoning_decomposition,
+    R.FIG_PROBES: fig_probe_accuracy,
+    R.FIG_AUC_TABLE: fig_auc_table,
 }
 
 
@@ -512,8 +519,8 @@ def load_run(run_dir: str | Path | None, analysis_dir: str | Path | None = None)
 
 def render_figure(name: str, stats: dict | None, table: dict | None, out_dir: str | Path,
                   *, file_name: str | None = None, **kw) -> list[str]:
-    """Render and save one figure of ``FIGURES``; raises :class:`FigureSkipped` when its data is absent."""
-    fig = FIGURES[name](stats, table, **kw)
+    """Render and save the registry's figure ``name``; raises :class:`FigureSkipped` when its data is absent."""
+    fig = PLOTS[R.figure(name)](stats, table, **kw)
     return save(fig, out_dir, file_name or name)
 
 
@@ -532,7 +539,7 @@ def render(stats: dict | None, table: dict | None, out_dir: str | Path, *, names
     """
     res = RenderResult()
     out = Path(out_dir)
-    for name in (names or FIGURES):
+    for name in (names or [f.name for f in R.FIGURES]):
         try:
             res.written += render_figure(name, stats, table, out)
         except FigureSkipped as e:

@@ -5,19 +5,21 @@ standardisation, from the pre-edit pooled conditioning ``X`` ``(N, C)`` to the s
 (``red``, ``blue``, ...). Accuracy is cross-validated with folds **grouped by subject**, so no
 subject is in both a training and a test fold: otherwise the probe could memorise subjects rather
 than read values. The probe is then refitted on all rows and applied to post-edit conditioning
-(:func:`probe_shift`) to ask whether the edit made the conditioning *read* as the new value.
+(:func:`probe_shift`) to ask whether the edit made the conditioning *read* as the new value;
+:func:`probe_run` does all of it for a recorded run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .stats import as_array
+from .statistics import pooled
+from .stats import as_array, masked_mean
 
-__all__ = ["ValueProbe", "group_folds", "fit_value_probes", "probe_shift", "probe_all_categories"]
+__all__ = ["ValueProbe", "group_folds", "fit_value_probes", "probe_shift", "probe_all_categories", "probe_run"]
 
 
 @dataclass
@@ -216,3 +218,54 @@ def probe_all_categories(
         probe.category = str(cat)
         out[str(cat)] = probe
     return out
+
+
+def probe_run(adapter, store, cases: Mapping[str, Mapping[str, Any]], *, seed: int,
+              batch_size: int = 128) -> tuple[dict[str, Any], dict[str, float]]:
+    """Value probes of a recorded run: trained on every subject, read on the edited cases.
+
+    Training rows: for every subject and category of ``adapter.subject_values()``
+    (``{subject: {category: value}}``; categories in the order of the first subject's), the pooled
+    conditioning ``c`` ``(C,)`` of ``adapter.subject_prompt(subject)`` on the unedited model,
+    recorded now in batches of ``batch_size``. One probe per category
+    (:func:`probe_all_categories`, folds grouped by subject, ``seed``). Each case of ``store``
+    (``cases``: case id -> its attributes ``category``, ``old``, ``new``) is read by its category's
+    probe from ``c`` of its direct prompt before and after the edit (:func:`probe_shift`).
+
+    Returns ``(summary, reads_new)``: category -> ``{cv_accuracy, chance}`` plus ``pre`` / ``post``
+    shifts where the category has cases (``{"skipped": reason}`` where it cannot be probed), and
+    case id -> 1.0 if the probe reads the new value after the edit, else 0.0. Without a value
+    table: ``({"skipped": reason}, {})``.
+    """
+    table = adapter.subject_values()
+    if table is None:
+        return {"skipped": f"{adapter.name}: no table of every subject's values to train value probes on "
+                           "(adapter.subject_values() is None)"}, {}
+    from .recorder import Recorder
+
+    subjects = list(table)
+    categories = list(table[subjects[0]])
+    prompts = [adapter.subject_prompt(s) for s in subjects]
+    rec = Recorder(adapter, [s for s in adapter.sites() if s.name == "cond.tensor"], seed=seed)
+    feats = np.concatenate([masked_mean(r.values["cond.tensor"], r.cond_mask) for r in
+                            [rec.record(prompts[i:i + batch_size]) for i in range(0, len(prompts), batch_size)]])
+    probes = probe_all_categories(np.repeat(feats, len(categories), axis=0), categories * len(subjects),
+                                  [table[s][c] for s in subjects for c in categories],
+                                  [s for s in subjects for _ in categories], seed=seed)
+    summary: dict[str, Any] = {}
+    reads_new: dict[str, float] = {}
+    for category, probe in probes.items():
+        if isinstance(probe, str):
+            summary[category] = {"skipped": probe}
+            continue
+        summary[category] = {"cv_accuracy": probe.cv_mean, "chance": probe.chance}
+        ids = [cid for cid, attrs in cases.items() if attrs["category"] == category]
+        if not ids:
+            continue
+        new = [cases[cid]["new"] for cid in ids]
+        old = [cases[cid]["old"] for cid in ids]
+        for state in ("pre", "post"):
+            x = np.stack([pooled(store.read(cid, state, "direct")) for cid in ids])
+            summary[category][state] = probe_shift(probe, x, new, old)
+        reads_new.update({cid: float(y == n) for cid, y, n in zip(ids, summary[category]["post"]["predicted"], new)})
+    return summary, reads_new

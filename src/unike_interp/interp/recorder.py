@@ -2,7 +2,8 @@
 
 For a batch of prompts the adapter's trace module runs once (prompt -> language model ->
 conditioning -> one generator call at a fixed noise and timestep) inside ``NNsight.trace``, and
-every declared :class:`~unike_interp.models.sites.Site` is saved:
+every declared :class:`~unike_interp.models.sites.Site` is saved, with the conditioning the trace
+module returns (:class:`~unike_interp.models.sites.TraceOutput`):
 
 * text sites (``positions="tokens"``): ``(B, 2, H)`` -- row 0 the subject's last token, row 1 the
   prompt's last token (the batch is left-padded, so that is index ``T-1``); a prompt that does
@@ -187,6 +188,6 @@ class Recorder:
                 sl = np.where(subj[:, None] >= 0, v[rows, np.maximum(subj, 0)], np.nan)
                 v = np.stack([sl, pl], axis=1).astype(np.float32)
             values[site.name] = v
-        cond = root[1]
+        cond = root.conditioning
         return Recording(prompts, values, cond.mask.detach().cpu().numpy().astype(np.int8),
                          cond.lm_positions.detach().cpu().numpy().astype(np.int32), tokpos)

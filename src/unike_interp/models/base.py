@@ -40,6 +40,19 @@ class ModulePaths:
     lm_head: str = "lm_head"
 
 
+@dataclass(frozen=True)
+class ConnectorWeights:
+    """A linear connector between the language model and the generator: ``c = W x``.
+
+    ``weight``: ``(out, in)`` float32; ``last_layer``: the columns of ``W`` that read the LM's last
+    hidden state (all of them for a connector over ``h_L`` alone; the first ``H`` for Ovis-U1-like
+    ``[h_L ; h_{L-1}]`` inputs).
+    """
+
+    weight: np.ndarray
+    last_layer: slice
+
+
 def default_edit_layers(num_layers: int) -> list[int]:
     """MEMIT-style early-middle layers: ``[n // 8, n // 4]`` inclusive (``[4..8]`` for 32 layers).
 
@@ -128,7 +141,8 @@ class UMMAdapter(ABC):
         return []
 
     def trace_module(self) -> torch.nn.Module:
-        """An ``nn.Module`` whose forward runs the whole pathway once (see :meth:`trace_inputs`)."""
+        """An ``nn.Module`` whose forward runs the whole pathway once (see :meth:`trace_inputs`) and
+        returns a :class:`~unike_interp.models.sites.TraceOutput`."""
         raise NotImplementedError(f"{type(self).__name__} declares no trace module")
 
     def trace_inputs(self, prompts: Sequence[str], *, seed: int = 0) -> tuple[tuple, dict]:
@@ -140,6 +154,29 @@ class UMMAdapter(ABC):
         """An image prompt with ``value`` (of the record's category) spelled out."""
         st = record.stage(stage)
         return f"{st.image_prompt}, whose {record.category} is {value}"
+
+    # --- what generic code may ask of a model family (None: the family has no such thing) ------
+    def records(self) -> list | None:
+        """The model's own benchmark records (SynthWorld's); None: the caller must give a data file."""
+        return None
+
+    def related_fact_prompts(self, record) -> list[tuple[str, str]]:
+        """``(cloze prompt, true answer)`` of the record's subject's *other* facts, for the
+        same-subject locality check; ``[]`` where the family knows no such facts."""
+        return []
+
+    def connector_weights(self) -> ConnectorWeights | None:
+        """The linear connector between LM and generator, where the conditioning passes one."""
+        return None
+
+    def subject_values(self) -> dict[str, dict[str, str]] | None:
+        """``{subject: {category: value}}`` for every subject the model knows (the value table the
+        conditioning probes are trained on); None where the family has no such table."""
+        return None
+
+    def subject_prompt(self, subject: str) -> str:
+        """The generic image prompt of a subject (what the value probes read)."""
+        return f"a {subject}"
 
     def default_stats_corpus(self) -> list[str] | None:
         """Texts for the editors' key statistics when none is given (None: the caller must give one)."""
@@ -162,7 +199,19 @@ class UMMAdapter(ABC):
     def generator_blocks(self) -> list[str]:
         """Module paths of the generator's blocks (inside :attr:`generator`)."""
 
+    #: What :meth:`generate_images` uses when it is given no ``steps`` / ``guidance`` (the family's defaults).
+    sample_steps: int
+    guidance: float
+
     @abstractmethod
+    def image_hw(self) -> tuple[int, int]:
+        """``(H, W)`` of the images :meth:`generate_images` draws."""
+
+    @abstractmethod
+    def _generate_batch(self, prompts: list[str], *, seed: int, steps: int, guidance: float) -> np.ndarray:
+        """One batch of :meth:`generate_images`: ``(B, H, W, 3)`` uint8."""
+
+    @torch.no_grad()
     def generate_images(
         self,
         prompts: Sequence[str],
@@ -172,13 +221,21 @@ class UMMAdapter(ABC):
         guidance: float | None = None,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8 images; image ``i`` depends only on ``prompts[i]`` and ``seed``."""
+        """``(N, H, W, 3)`` uint8 images, ``batch_size`` prompts per :meth:`_generate_batch`; image ``i``
+        depends only on ``prompts[i]`` and ``seed``. ``steps`` and ``guidance`` default to
+        :attr:`sample_steps` and :attr:`guidance`."""
+        prompts = list(prompts)
+        steps = steps or self.sample_steps
+        guidance = self.guidance if guidance is None else guidance
+        out = [self._generate_batch(prompts[i:i + batch_size], seed=seed, steps=steps, guidance=guidance)
+               for i in range(0, len(prompts), max(1, batch_size))]
+        return np.concatenate(out) if out else np.zeros((0, *self.image_hw(), 3), np.uint8)
 
     # --- shared text side ---------------------------------------------------------------------
     @torch.no_grad()
     def next_token_logits(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """``(N, V)`` logits of the token after each prompt (left-padded batches)."""
-        from ..world.conditioning import position_ids_from_mask
+        from ..conditioning import position_ids_from_mask
 
         outs = []
         for i in range(0, len(prompts), batch_size):

@@ -51,18 +51,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..world.conditioning import Conditioning, position_ids_from_mask
+from ..conditioning import Conditioning, position_ids_from_mask
 from .base import ModulePaths, UMMAdapter
+from .sites import TraceOutput
 
 #: Marks the user's prompt inside the processor's chat template (split to get prefix/suffix).
 _SENTINEL = "\u2063PROMPT\u2063"
-
-#: Chat template of the tiny test model (the shape of Janus-Pro's ``<|User|>: ... <|Assistant|>:``).
-TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'user' %}<|User|>: "
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
-    "{{ '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|Assistant|>:{% endif %}"
-)
 
 
 def _lm_view(janus):
@@ -108,7 +102,7 @@ class JanusAdapter(UMMAdapter):
     paths = ModulePaths()  # inside adapter.lm, the LlamaForCausalLM view
     world = None
     verifier = None
-    default_guidance = 5.0  # what JanusForConditionalGeneration.generate falls back to
+    guidance = 5.0  # what JanusForConditionalGeneration.generate falls back to
 
     def __init__(self, name: str, janus, processor, *, device: torch.device, dtype: torch.dtype):
         tok = processor.tokenizer
@@ -125,7 +119,7 @@ class JanusAdapter(UMMAdapter):
         self.pad_token_id = gen_cfg.pad_token_id if gen_cfg.pad_token_id is not None else tok.pad_token_id
         self.temperature = float(getattr(gen_cfg, "temperature", None) or 1.0)
         if gen_cfg.guidance_scale is not None:
-            self.default_guidance = float(gen_cfg.guidance_scale)
+            self.guidance = float(gen_cfg.guidance_scale)
         self._trace_module = None
 
     # --- config ------------------------------------------------------------------------------
@@ -146,10 +140,6 @@ class JanusAdapter(UMMAdapter):
     def sample_steps(self) -> int:
         """Janus has no denoising steps; ``steps`` is ignored (one step per image token)."""
         return self.num_image_tokens
-
-    @property
-    def guidance(self) -> float:
-        return self.default_guidance
 
     # --- prompts -----------------------------------------------------------------------------
     def _template_parts(self) -> tuple[str, str]:
@@ -219,26 +209,13 @@ class JanusAdapter(UMMAdapter):
         img = ((x * std + mean) / ip.rescale_factor).clip(0, 255).to(torch.uint8)
         return img.permute(0, 2, 3, 1).numpy()
 
-    @torch.no_grad()
-    def generate_images(
-        self,
-        prompts: Sequence[str],
-        *,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        batch_size: int = 64,
-    ) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8 through Janus's image mode (``steps`` is ignored: Janus draws
-        ``num_image_tokens`` codes, one LM step each). See the module docstring for seeding."""
-        prompts = list(prompts)
-        guidance = self.guidance if guidance is None else guidance
-        out = [self.decode_codes(self.generate_codes(prompts[i:i + batch_size], seed=seed, guidance=guidance,
-                                                      capture=False)[0])
-               for i in range(0, len(prompts), max(1, batch_size))]
-        if out:
-            return np.concatenate(out)
-        return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+    def image_hw(self) -> tuple[int, int]:
+        return self.image_size, self.image_size
+
+    def _generate_batch(self, prompts: list[str], *, seed: int, steps: int, guidance: float) -> np.ndarray:
+        """Janus's image mode (``steps`` is ignored: Janus draws ``num_image_tokens`` codes, one LM
+        step each). See the module docstring for seeding."""
+        return self.decode_codes(self.generate_codes(prompts, seed=seed, guidance=guidance, capture=False)[0])
 
     @torch.no_grad()
     def conditioning(self, prompts: Sequence[str], *, seed: int = 0, guidance: float | None = None,
@@ -324,10 +301,11 @@ class _JanusPath(torch.nn.Module):
     greedy codes -> VQ decoder, in one forward.
 
     Holds references to the adapter's LM view (as ``lm``), Janus's generation embeddings, aligner
-    and head (``gen_embed``, ``gen_aligner``, ``head``) and VQ model (``vq``). Returns
-    ``(pixels, Conditioning)``; the conditioning is the final-norm output at positions ``T - 1 ..
-    T + N - 2`` (BOI and the teacher-forced codes), what the head reads for code ``0 .. N - 1``.
-    The decoder runs on the head's greedy codes (no CFG, no sampling): it depends on the prompt.
+    and head (``gen_embed``, ``gen_aligner``, ``head``) and VQ model (``vq``). Returns a
+    :class:`TraceOutput`: the decoded pixels and the conditioning, the final-norm output at
+    positions ``T - 1 .. T + N - 2`` (BOI and the teacher-forced codes), what the head reads for
+    code ``0 .. N - 1``. The decoder runs on the head's greedy codes (no CFG, no sampling): it
+    depends on the prompt.
     """
 
     def __init__(self, lm, janus):
@@ -338,7 +316,7 @@ class _JanusPath(torch.nn.Module):
         self.head = janus.model.generation_head
         self.vq = janus.model.vqmodel
 
-    def forward(self, input_ids, codes, attention_mask, position_ids):
+    def forward(self, input_ids, codes, attention_mask, position_ids) -> TraceOutput:
         base = self.lm.model
         T = input_ids.shape[1]
         emb = torch.cat([base.embed_tokens(input_ids), self.gen_aligner(self.gen_embed(codes))], dim=1)
@@ -348,7 +326,7 @@ class _JanusPath(torch.nn.Module):
         pixels = self.vq.decode(logits.argmax(-1))
         B, N = cond_h.shape[:2]
         pos = (T - 1 + torch.arange(N, device=h.device)).expand(B, N)
-        return pixels, Conditioning(cond_h, torch.ones_like(pos), pos)
+        return TraceOutput(pixels, Conditioning(cond_h, torch.ones_like(pos), pos))
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -374,58 +352,3 @@ def load_janus(path: str | Path, *, device: torch.device | str = "cpu", dtype: t
     if not processor.tokenizer.is_fast:
         raise ValueError(f"{path}: a fast tokenizer is needed (offset mappings)")
     return JanusAdapter(name or f"janus:{path}", janus, processor, device=device, dtype=dtype)
-
-
-# --- tiny random model (tests) ----------------------------------------------------------------
-
-def build_tiny_janus(out_dir: str | Path, seed: int = 0, *, tie_word_embeddings: bool = True) -> Path:
-    """A tiny random Janus saved to ``out_dir`` (safetensors), in seconds on a CPU.
-
-    Llama text model (hidden 64, 4 layers) on the SynthWorld byte-level BPE tokenizer plus
-    Janus's special tokens (``<image_placeholder>``, ``<begin_of_image>``, ``<end_of_image>``:
-    vocabulary 1003); a 1-layer SigLIP vision tower on 16x16 images with patch 4, so
-    ``num_image_tokens = 16``; a VQ model with 64 codes, a 4x4 code grid and 4 resolutions (3
-    upsamplings): images are ``4 * 8 = 32`` pixels square. ``projection_dim`` and
-    ``image_token_embed_dim`` equal the text hidden size; the generation config carries
-    ``generation_kwargs={"boi_token_id": ...}`` and ``guidance_scale=5``. The generation head is
-    re-drawn with unit-scale weights (code logits of standard deviation ~2; at the default 0.02
-    init they are ~0.01, every code equally likely, and every prompt draws the same image).
-    ``tie_word_embeddings=False`` gives the text head its own weights (a module past the read-out).
-    """
-    from transformers import (GenerationConfig, JanusConfig, JanusForConditionalGeneration, JanusImageProcessor,
-                              JanusProcessor, LlamaConfig, PreTrainedTokenizerFast)
-    from transformers.models.janus.configuration_janus import JanusVisionConfig, JanusVQVAEConfig
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok_dir = Path(__file__).resolve().parents[1] / "assets" / "synthworld" / "tokenizer"
-    tok = PreTrainedTokenizerFast.from_pretrained(
-        str(tok_dir), extra_special_tokens={"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
-                                            "eoi_token": "<end_of_image>"})
-    tok.padding_side = "left"
-    image_token_id, boi, _eoi = tok.convert_tokens_to_ids([tok.image_token, tok.boi_token, tok.eoi_token])
-    torch.manual_seed(seed)
-    H = 64
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=H, intermediate_size=128, num_hidden_layers=4,
-                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    vision = JanusVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16,
-                               patch_size=4, projection_dim=H, num_image_tokens=16, depth=2)
-    vq = JanusVQVAEConfig(embed_dim=8, num_embeddings=64, latent_channels=32, base_channels=32,
-                          channel_multiplier=[1, 1, 1, 1], num_res_blocks=1, projection_dim=H,
-                          image_token_embed_dim=H, num_hidden_layers=2)
-    cfg = JanusConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), vq_config=vq.to_dict(),
-                      image_token_id=image_token_id, tie_word_embeddings=tie_word_embeddings)
-    model = JanusForConditionalGeneration(cfg).eval()
-    with torch.no_grad():  # logits with some spread, so that prompts (and edits) change the drawn codes
-        head = model.model.generation_head
-        torch.nn.init.normal_(head.proj_out.weight, std=H ** -0.5)
-        torch.nn.init.normal_(head.vision_head.weight, std=3 * H ** -0.5)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        guidance_scale=5.0, generation_kwargs={"boi_token_id": boi})
-    model.save_pretrained(str(out), safe_serialization=True)
-    ip = JanusImageProcessor(size={"height": 16, "width": 16}, min_size=4)
-    proc = JanusProcessor(image_processor=ip, tokenizer=tok, chat_template=TINY_CHAT_TEMPLATE, num_image_tokens=16)
-    proc.save_pretrained(str(out))
-    return out

@@ -13,9 +13,9 @@ index: ``omnigen2/pipelines/omnigen2/pipeline_omnigen2.py`` of VectorSpaceLab/Om
 ``inference.py`` (10fc7b8). The upstream ``transformer_omnigen2.py`` and the scheduler were not in
 the index; they were read from a fork (wtrekell/OmniGen2 at ``4665c28d5d0ce1431a46639da94c00cb2eb0fdc4``).
 Neither OmniGen2's code nor its weights are available where this module was written, so the
-real pipeline has never run through this adapter. The tests (``tests/test_adapters_omnigen2.py``)
-run the adapter on a tiny random Qwen2.5-VL (transformers' own class) with a small stand-in
-pipeline and transformer written for the tests, which reproduce the interface described below,
+real pipeline has never run through this adapter. The tests run the adapter on a tiny random
+Qwen2.5-VL (transformers' own class) with a small stand-in pipeline and transformer
+(:mod:`unike_interp.testing.omnigen2_standin`), which reproduce the interface described below,
 not OmniGen2's numerics.
 
 What the pipeline does (``OmniGen2Pipeline``, text-to-image, no input images):
@@ -65,8 +65,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..world.conditioning import Conditioning
+from ..conditioning import Conditioning
 from .base import ModulePaths, UMMAdapter
+from .sites import TraceOutput
 
 OMNIGEN2_REPO = "https://github.com/VectorSpaceLab/OmniGen2"
 
@@ -206,8 +207,8 @@ class OmniGen2Adapter(UMMAdapter):
     world = None
     verifier = None
     #: ``OmniGen2Pipeline.__call__`` defaults.
-    default_steps = 28
-    default_guidance = 4.0
+    sample_steps = 28
+    guidance = 4.0
     trace_latent_size = 32
 
     def __init__(self, name: str, pipe, *, device: torch.device, dtype: torch.dtype,
@@ -228,15 +229,6 @@ class OmniGen2Adapter(UMMAdapter):
         self.max_sequence_length: int | None = None
         self._freqs_cis_fn = freqs_cis_fn
         self._trace_module = None
-
-    # --- config (text_config, num_layers, hidden_size: UMMAdapter's) ---------------------------
-    @property
-    def sample_steps(self) -> int:
-        return self.default_steps
-
-    @property
-    def guidance(self) -> float:
-        return self.default_guidance
 
     # --- the pipeline's text side ---------------------------------------------------------------
     def instruction(self, prompt: str) -> str:
@@ -285,44 +277,25 @@ class OmniGen2Adapter(UMMAdapter):
         return Conditioning(hidden, mask, pos)
 
     # --- images ------------------------------------------------------------------------------
-    def _image_side(self) -> tuple[int, int]:
+    def image_hw(self) -> tuple[int, int]:
         kw = self.pipeline_kwargs
         size = getattr(self.pipe, "default_sample_size", 128) * getattr(self.pipe, "vae_scale_factor", 8)
         return int(kw.get("height") or size), int(kw.get("width") or size)
 
     @torch.no_grad()
-    def generate_images(
-        self,
-        prompts: Sequence[str],
-        *,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        batch_size: int = 64,
-    ) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8 images through ``OmniGen2Pipeline.__call__``.
+    def _generate_batch(self, prompts: list[str], *, seed: int, steps: int, guidance: float) -> np.ndarray:
+        """One call of ``OmniGen2Pipeline.__call__``; ``guidance`` is its ``text_guidance_scale``.
 
-        ``guidance`` is the pipeline's ``text_guidance_scale``. Every image gets its own
-        ``torch.Generator("cpu").manual_seed(seed)`` (a list of generators per call: diffusers'
-        ``randn_tensor`` draws row ``i`` with generator ``i`` on the CPU), so image ``i`` depends
-        only on ``prompts[i]`` and ``seed``, up to the float rounding of a batch (captions are
-        padded to the batch's longest; ``batch_size=1`` is exact).
+        Every image gets its own ``torch.Generator("cpu").manual_seed(seed)`` (a list of generators
+        per call: diffusers' ``randn_tensor`` draws row ``i`` with generator ``i`` on the CPU), so
+        image ``i`` depends only on ``prompts[i]`` and ``seed``, up to the float rounding of a batch
+        (captions are padded to the batch's longest; ``batch_size=1`` is exact).
         """
-        prompts = list(prompts)
-        steps = steps or self.sample_steps
-        guidance = self.guidance if guidance is None else guidance
-        out = []
-        for i in range(0, len(prompts), max(1, batch_size)):
-            chunk = prompts[i:i + batch_size]
-            gens = [torch.Generator("cpu").manual_seed(int(seed)) for _ in chunk]
-            kw = {"max_sequence_length": self.max_sequence_length, **self.pipeline_kwargs}
-            imgs = self.pipe(prompt=chunk, num_inference_steps=steps, text_guidance_scale=guidance, generator=gens,
-                             output_type="np", **kw).images
-            out.append((np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8))
-        if out:
-            return np.concatenate(out)
-        h, w = self._image_side()
-        return np.zeros((0, h, w, 3), np.uint8)
+        gens = [torch.Generator("cpu").manual_seed(int(seed)) for _ in prompts]
+        kw = {"max_sequence_length": self.max_sequence_length, **self.pipeline_kwargs}
+        imgs = self.pipe(prompt=prompts, num_inference_steps=steps, text_guidance_scale=guidance, generator=gens,
+                         output_type="np", **kw).images
+        return (np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8)
 
     # --- interpretability -------------------------------------------------------------------
     @property
@@ -409,7 +382,7 @@ class _OmniGen2Path(torch.nn.Module):
     recording sites are ``lm.<text prefix>.layers.{i}``) and the transformer. The transformer is
     called positionally as the pipeline calls it, ``(x, t, cond, freqs_cis, mask)``, plus
     ``ref_image_hidden_states=[None] * B`` where its forward takes that argument (text-to-image).
-    Returns ``(sample, Conditioning)``.
+    Returns a :class:`TraceOutput` of the transformer's sample and the conditioning.
     """
 
     def __init__(self, lm, text_prefix: str, transformer, freqs_cis):
@@ -420,7 +393,8 @@ class _OmniGen2Path(torch.nn.Module):
         self.freqs_cis = freqs_cis
         self.ref_kw = "ref_image_hidden_states" in inspect.signature(transformer.forward).parameters
 
-    def forward(self, input_ids, attention_mask, position_ids, cond_index, cond_mask, cond_positions, x, t):
+    def forward(self, input_ids, attention_mask, position_ids, cond_index, cond_mask, cond_positions, x,
+                t) -> TraceOutput:
         text = self.lm.get_submodule(self.text_prefix)
         h = text(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                  use_cache=False).last_hidden_state
@@ -430,7 +404,7 @@ class _OmniGen2Path(torch.nn.Module):
         sample = self.transformer(x.to(hidden.dtype), t.to(hidden.dtype), hidden, self.freqs_cis, cond_mask, **kw)
         if isinstance(sample, (tuple, list)):
             sample = sample[0]
-        return sample, cond
+        return TraceOutput(sample, cond)
 
 
 # --- loading ---------------------------------------------------------------------------------

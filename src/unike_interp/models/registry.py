@@ -1,69 +1,148 @@
 """Model names -> adapters. ``load_model("toy-direct", device=..., dtype=...)``.
 
-Real pipelines load from a local folder as ``"<preset>:<path>"`` (e.g. ``"lumina2:/models/Lumina-Image-2.0"``),
-``preset`` one of :data:`~unike_interp.models.textenc_dit.PRESETS`, Janus / Janus-Pro
-(``JanusForConditionalGeneration``) folders as ``"janus:<path>"`` and OmniGen2 checkpoints as
-``"omnigen2:<path>"`` (its code, the ``omnigen2`` package, installed from git).
+One table, :data:`FAMILIES`, says per family what :func:`load_model`, :func:`known_models` and
+:func:`model_requirements` need to know: its name (``toy-direct``) or prefix (``janus`` of
+``"janus:<path>"``), a one-line description, what loading takes, the probes for its packages, its
+loader and the options of ``load_model`` that loader accepts.
 
-:func:`known_models` maps each name to a one-line description; :func:`model_requirements` adds
-what each needs (packages, a local folder) and whether those packages are present here.
+Real pipelines load from a local folder (or a repository already in the Hugging Face cache) as
+``"<preset>:<path>"`` (e.g. ``"lumina2:/models/Lumina-Image-2.0"``), one entry per
+:data:`~unike_interp.models.textenc_dit.PRESETS`; Janus / Janus-Pro (``JanusForConditionalGeneration``)
+folders as ``"janus:<path>"``; OmniGen2 checkpoints as ``"omnigen2:<path>"`` (its code, the
+``omnigen2`` package, installed from git).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
+from .janus import load_janus
+from .omnigen2 import CHECKPOINT_LAYOUT, OMNIGEN2_REPO, load_omnigen2
 from .synthworld import VARIANTS as SYNTHWORLD_VARIANTS
+from .synthworld import load_synthworld
+from .textenc_dit import PRESETS, load_textenc_dit
 
-_DESCRIPTIONS = {
+
+@dataclass(frozen=True)
+class Probe:
+    """A package the family needs: ``module`` importable and, if ``name`` is set, declaring it
+    (lazy modules list their names without importing them)."""
+
+    module: str
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.module}.{self.name}" if self.name else f"{self.module} (package)"
+
+    def present(self) -> bool:
+        if self.name is None:
+            try:
+                return importlib.util.find_spec(self.module) is not None
+            except (ImportError, ValueError):
+                return False
+        return self.name in _declared_names(self.module)
+
+
+@functools.cache
+def _declared_names(module: str) -> frozenset[str]:
+    """What ``module`` declares; read once (``dir`` of transformers' lazy module takes ~0.1 s)."""
+    try:
+        return frozenset(dir(importlib.import_module(module)))
+    except Exception:  # a package that fails while importing its own dependencies is absent too
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class Family:
+    """One entry of :data:`FAMILIES`.
+
+    ``name``: the model name, or with ``folder`` set the prefix of ``"<name>:<path>"``; ``folder``
+    what the path names (for the error when it is missing); ``load(name=, device=, dtype=, [path=,]
+    **options)`` the loader, called with the options in ``options`` only; ``refusal`` the error's
+    text when another option is given (``world_dir`` has its own).
+    """
+
+    name: str
+    description: str
+    needs: tuple[str, ...]
+    load: Callable
+    options: frozenset[str] = frozenset()
+    refusal: str = ""
+    probes: tuple[Probe, ...] = ()
+    folder: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The name as :func:`known_models` lists it (``janus:<path>``)."""
+        return f"{self.name}:<path>" if self.folder else self.name
+
+
+_SYNTHWORLD = {
     "toy-direct": "SynthWorld UMM: LM last hidden states over the prompt condition a PixArt DiT (OmniGen2-like)",
     "toy-queries": "SynthWorld UMM: learned query tokens run through the LM condition the DiT (BLIP3o-like)",
     "toy-bottleneck": "SynthWorld UMM: last two LM layers, concatenated, through a frozen narrow projection (Ovis-U1-like)",
 }
 
 
-def _textenc_presets() -> dict:
-    from .textenc_dit import PRESETS
+def _synthworld_family(variant: str) -> Family:
+    return Family(
+        variant, _SYNTHWORLD[variant],
+        needs=("nothing beyond this package: the SynthWorld build ships in its assets (another build: --world DIR)",),
+        load=load_synthworld, options=frozenset({"world_dir"}),
+        refusal="pipeline_kwargs and device_map apply to real models only")
 
-    return PRESETS
+
+def _textenc_family(key: str, preset) -> Family:
+    """A text-encoder preset, described from its own fields (a new preset appears as it is added)."""
+    return Family(
+        key, f"{preset.description} (a local {preset.pipeline} folder)",
+        needs=(f"a local {preset.pipeline} folder (diffusers layout: model_index.json, text_encoder/, tokenizer/ "
+               "with a fast tokenizer, transformer/, vae/, scheduler/)",
+               f"diffusers with {preset.pipeline}", f"transformers with {preset.lm_class}"),
+        load=functools.partial(load_textenc_dit, preset=key), options=frozenset({"pipeline_kwargs", "device_map"}),
+        probes=(Probe("diffusers", preset.pipeline), Probe("transformers", preset.lm_class)),
+        folder="pipeline folder")
 
 
-_JANUS = ("Janus / Janus-Pro (JanusForConditionalGeneration): final-norm states at the image-token positions feed "
-          "the generation head, VQ decoder (a local transformers folder)")
-_OMNIGEN2 = ("OmniGen2: final hidden states of its Qwen2.5-VL (the edited LM) over the chat-templated instruction "
-             "condition a flow DiT (a local OmniGen2 checkpoint folder; code from its git repository)")
+FAMILIES: tuple[Family, ...] = (
+    *(_synthworld_family(v) for v in SYNTHWORLD_VARIANTS),
+    *(_textenc_family(key, preset) for key, preset in PRESETS.items()),
+    Family(
+        "janus",
+        "Janus / Janus-Pro (JanusForConditionalGeneration): final-norm states at the image-token positions feed "
+        "the generation head, VQ decoder (a local transformers folder)",
+        needs=("a local JanusForConditionalGeneration folder (transformers save_pretrained: config.json, weights, "
+               "generation_config.json, processor with a fast tokenizer and chat template)",
+               "transformers with JanusForConditionalGeneration and JanusProcessor"),
+        load=load_janus, options=frozenset({"device_map"}),
+        refusal="Janus is not a diffusers pipeline; pipeline_kwargs do not apply",
+        probes=(Probe("transformers", "JanusForConditionalGeneration"), Probe("transformers", "JanusProcessor")),
+        folder="model folder"),
+    Family(
+        "omnigen2",
+        "OmniGen2: final hidden states of its Qwen2.5-VL (the edited LM) over the chat-templated instruction "
+        "condition a flow DiT (a local OmniGen2 checkpoint folder; code from its git repository)",
+        needs=(f"OmniGen2's code importable as the omnigen2 package (not on PyPI: git clone {OMNIGEN2_REPO}, "
+               "then PYTHONPATH or pip install -e; plus what its requirements.txt lists)",
+               f"a local OmniGen2 checkpoint folder ({', '.join(CHECKPOINT_LAYOUT)})",
+               "transformers with Qwen2_5_VLForConditionalGeneration"),
+        load=load_omnigen2, refusal="pipeline_kwargs and device_map are not supported for OmniGen2 yet",
+        probes=(Probe("omnigen2"), Probe("transformers", "Qwen2_5_VLForConditionalGeneration")),
+        folder="checkpoint folder"),
+)
 
 
 def known_models() -> dict[str, str]:
     """Every model name ``load_model`` accepts, with a one-line description."""
-    out = dict(_DESCRIPTIONS)
-    for key, preset in _textenc_presets().items():
-        out[f"{key}:<path>"] = f"{preset.description} (a local {preset.pipeline} folder)"
-    out["janus:<path>"] = _JANUS
-    out["omnigen2:<path>"] = _OMNIGEN2
-    return out
-
-
-def _declared(module: str, name: str) -> bool:
-    """Whether ``module`` imports and declares ``name`` (lazy modules list names without importing them)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except Exception:
-        return False
-    return name in dir(mod)
-
-
-def _found(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    return {f.key: f.description for f in FAMILIES}
 
 
 def model_requirements(check: bool = True) -> dict[str, dict]:
@@ -71,44 +150,20 @@ def model_requirements(check: bool = True) -> dict[str, dict]:
 
     ``needs`` says what loading takes (packages, a local folder and its layout); ``missing`` lists
     the needed packages or classes absent from this environment (``[]``: none; the folder itself is
-    checked only at load time; None when ``check`` is False). Text-encoder presets are described
-    from their own fields (``pipeline``, ``lm_class``, ``description``), so a new preset appears here
-    as it is added.
+    checked only at load time; None when ``check`` is False).
     """
-    def entry(description, needs, probes):
-        missing = [what for what, ok in probes if not ok()] if check else None
-        return {"description": description, "needs": needs, "missing": missing}
+    return {f.key: {"description": f.description, "needs": list(f.needs),
+                    "missing": [p.label for p in f.probes if not p.present()] if check else None}
+            for f in FAMILIES}
 
-    out = {}
-    for name, description in _DESCRIPTIONS.items():
-        out[name] = entry(description, ["nothing beyond this package: the SynthWorld build ships in its assets "
-                                        "(another build: --world DIR)"], [])
-    for key, preset in _textenc_presets().items():
-        needs = [f"a local {preset.pipeline} folder (diffusers layout: model_index.json, text_encoder/, tokenizer/ "
-                 "with a fast tokenizer, transformer/, vae/, scheduler/)",
-                 f"diffusers with {preset.pipeline}", f"transformers with {preset.lm_class}"]
-        probes = [(f"diffusers.{preset.pipeline}", lambda p=preset: _declared("diffusers", p.pipeline)),
-                  (f"transformers.{preset.lm_class}", lambda p=preset: _declared("transformers", p.lm_class))]
-        out[f"{key}:<path>"] = entry(f"{preset.description} (a local {preset.pipeline} folder)", needs, probes)
-    out["janus:<path>"] = entry(
-        _JANUS,
-        ["a local JanusForConditionalGeneration folder (transformers save_pretrained: config.json, weights, "
-         "generation_config.json, processor with a fast tokenizer and chat template)",
-         "transformers with JanusForConditionalGeneration and JanusProcessor"],
-        [(f"transformers.{c}", lambda c=c: _declared("transformers", c))
-         for c in ("JanusForConditionalGeneration", "JanusProcessor")])
-    from .omnigen2 import CHECKPOINT_LAYOUT, OMNIGEN2_REPO
 
-    out["omnigen2:<path>"] = entry(
-        _OMNIGEN2,
-        [f"OmniGen2's code importable as the omnigen2 package (not on PyPI: git clone {OMNIGEN2_REPO}, "
-         "then PYTHONPATH or pip install -e; plus what its requirements.txt lists)",
-         f"a local OmniGen2 checkpoint folder ({', '.join(CHECKPOINT_LAYOUT)})",
-         "transformers with Qwen2_5_VLForConditionalGeneration"],
-        [("omnigen2 (package)", lambda: _found("omnigen2")),
-         ("transformers.Qwen2_5_VLForConditionalGeneration",
-          lambda: _declared("transformers", "Qwen2_5_VLForConditionalGeneration"))])
-    return out
+def _family(name: str) -> tuple[Family | None, str]:
+    """The family of ``name`` and the path after its ``:`` (``""`` for a model without one)."""
+    prefix, sep, path = name.partition(":")
+    for f in FAMILIES:
+        if (f.folder is None and f.name == name) or (f.folder and sep and f.name == prefix):
+            return f, path
+    return None, ""
 
 
 def load_model(
@@ -126,36 +181,16 @@ def load_model(
     call of a diffusers pipeline (``<preset>:<path>``; e.g. image size). ``device_map``: accelerate's
     placement of a real model's language model (e.g. ``"auto"``) when it does not fit one device.
     """
-    if name in SYNTHWORLD_VARIANTS:
-        from .synthworld import load_synthworld
-
-        if pipeline_kwargs or device_map is not None:
-            raise ValueError(f"{name}: pipeline_kwargs and device_map apply to real models only")
-        return load_synthworld(name, world_dir=world_dir, device=device, dtype=dtype)
-    if world_dir is not None:
+    options = {"world_dir": world_dir, "pipeline_kwargs": pipeline_kwargs, "device_map": device_map}
+    given = {k for k, v in options.items() if v is not None and v != {}}
+    family, path = _family(name)
+    if "world_dir" in given and (family is None or "world_dir" not in family.options):
         raise ValueError(f"{name}: world_dir applies to the SynthWorld models only")
-    preset, sep, path = name.partition(":")
-    if sep and preset in _textenc_presets():
-        from .textenc_dit import load_textenc_dit
-
-        if not path:
-            raise KeyError(f"model {name!r}: give the pipeline folder as {preset}:<path>")
-        return load_textenc_dit(path, preset, device=device, dtype=dtype, name=name, pipeline_kwargs=pipeline_kwargs,
-                                device_map=device_map)
-    if sep and preset == "janus":
-        from .janus import load_janus
-
-        if not path:
-            raise KeyError(f"model {name!r}: give the model folder as janus:<path>")
-        if pipeline_kwargs:
-            raise ValueError(f"{name}: Janus is not a diffusers pipeline; pipeline_kwargs do not apply")
-        return load_janus(path, device=device, dtype=dtype, name=name, device_map=device_map)
-    if sep and preset == "omnigen2":
-        from .omnigen2 import load_omnigen2
-
-        if not path:
-            raise KeyError(f"model {name!r}: give the checkpoint folder as omnigen2:<path>")
-        if pipeline_kwargs or device_map is not None:
-            raise ValueError(f"{name}: pipeline_kwargs and device_map are not supported for OmniGen2 yet")
-        return load_omnigen2(path, device=device, dtype=dtype, name=name)
-    raise KeyError(f"unknown model {name!r}; known: {', '.join(known_models())}")
+    if family is None:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(known_models())}")
+    if family.folder and not path:
+        raise KeyError(f"model {name!r}: give the {family.folder} as {family.key}")
+    if given - family.options:
+        raise ValueError(f"{name}: {family.refusal}")
+    where = {"path": path} if family.folder else {}
+    return family.load(name=name, device=device, dtype=dtype, **where, **{k: options[k] for k in family.options})

@@ -15,12 +15,17 @@ see :meth:`UMMAdapter.trace_module`):
               of times is an error (:class:`SiteError`), never an empty or partial result.
 
 Sites are listed in execution order: nnsight reads module outputs in the order the model
-produces them.
+produces them. The trace module returns a :class:`TraceOutput`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from ..conditioning import Conditioning
 
 PATHWAY_NAMES = ("text", "conditioning", "generator")
 
@@ -48,3 +53,15 @@ class Site:
             raise ValueError(f"site {self.name!r}: positions must be 'tokens' or 'all', got {self.positions!r}")
         if self.calls < 1:
             raise ValueError(f"site {self.name!r}: calls must be >= 1")
+
+
+class TraceOutput(NamedTuple):
+    """What a trace module's forward returns.
+
+    ``generator_out``: the generator's output for the one call (a DiT's prediction ``(B, C, h, w)``,
+    Janus's decoded pixels ``(B, 3, H, W)``); ``conditioning``: the :class:`Conditioning` handed to
+    it. A tuple, so that nnsight passes it through a trace unchanged and callers may unpack it.
+    """
+
+    generator_out: torch.Tensor
+    conditioning: Conditioning

@@ -8,13 +8,14 @@ an edit of ``adapter.lm`` reaches text and images alike.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..world.conditioning import Conditioning
+from ..conditioning import Conditioning
 from .base import UMMAdapter
+from .sites import TraceOutput
 
 
 class SynthWorldAdapter(UMMAdapter):
@@ -29,6 +30,7 @@ class SynthWorldAdapter(UMMAdapter):
         self.generator = dit
         self.encoder = encoder
         self.gen_config = gen_config
+        self.sample_steps, self.guidance = gen_config.sample_steps, gen_config.guidance
         self.world = world
         self.verifier = verifier
 
@@ -39,6 +41,40 @@ class SynthWorldAdapter(UMMAdapter):
         from ..data.synthworld import text_corpus
 
         return text_corpus(self.world, seed=0)
+
+    def records(self) -> list | None:
+        return None if self.world is None else self.world.records
+
+    def related_fact_prompts(self, record) -> list[tuple[str, str]]:
+        """The subject's facts in every other category, as the world's stage-1 cloze prompts."""
+        if self.world is None:
+            return []
+        from ..data.synthworld import CATEGORIES, CATEGORY_VALUES
+        from ..data.synthworld.world import make_record
+
+        subj = self.world.subject(record.subject)
+        out = []
+        for c in CATEGORIES:
+            if c == record.category:
+                continue
+            alt = next(v for v in CATEGORY_VALUES[c] if v != subj.facts[c])
+            out.append((make_record(subj, c, alt, 0).stage_1.prompt, subj.facts[c]))
+        return out
+
+    def connector_weights(self):
+        """``bottleneck``: ``W (D, 2H)`` over ``[h_L ; norm(h_{L-1})]``; its first ``H`` columns read ``h_L``."""
+        if self.pathway != "bottleneck":
+            return None
+        from .base import ConnectorWeights
+
+        return ConnectorWeights(self.encoder.proj.weight.detach().float().cpu().numpy(), slice(0, self.hidden_size))
+
+    def subject_values(self) -> dict[str, dict[str, str]] | None:
+        if self.world is None:
+            return None
+        from ..data.synthworld import CATEGORIES
+
+        return {s.name: {c: s.facts[c] for c in CATEGORIES} for s in self.world.subjects}
 
     def reasoning_prompt(self, image_prompt: str, subject: str, category: str) -> str:
         """The reasoning request in the format the SynthWorld language model was trained on."""
@@ -107,36 +143,21 @@ class SynthWorldAdapter(UMMAdapter):
         ids, mask = tokenize(self.tokenizer, prompts, self.device)
         return self.encoder(self.lm, ids, mask)
 
-    @torch.no_grad()
-    def generate_images(
-        self,
-        prompts: Sequence[str],
-        *,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        batch_size: int = 64,
-    ) -> np.ndarray:
-        """Images for ``prompts``; every image starts from the same seeded noise (paired comparisons).
+    def image_hw(self) -> tuple[int, int]:
+        return self.gen_config.image_size, self.gen_config.image_size
 
-        The noise is drawn on the CPU from ``torch.Generator().manual_seed(seed)`` so that it is
-        the same on every device.
-        """
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[str], *, seed: int, steps: int, guidance: float) -> np.ndarray:
+        """Every image starts from the same seeded noise (paired comparisons), drawn on the CPU from
+        ``torch.Generator().manual_seed(seed)`` so that it is the same on every device."""
         from ..world.generator import sample, tensor_to_images
 
-        steps = steps or self.gen_config.sample_steps
-        guidance = self.gen_config.guidance if guidance is None else guidance
         size = self.gen_config.image_size
-        base_noise = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed))
-        null = self.conditioning([""])
-        out = []
-        for i in range(0, len(prompts), batch_size):
-            chunk = list(prompts[i:i + batch_size])
-            cond = self.conditioning(chunk)
-            noise = base_noise.expand(len(chunk), -1, -1, -1).to(self.device, torch.float32).contiguous()
-            x = sample(self.generator, cond, null, steps=steps, guidance=guidance, noise=noise)
-            out.append(tensor_to_images(x))
-        return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
+        noise = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed))
+        noise = noise.expand(len(prompts), -1, -1, -1).to(self.device, torch.float32).contiguous()
+        x = sample(self.generator, self.conditioning(prompts), self.conditioning([""]), steps=steps,
+                   guidance=guidance, noise=noise)
+        return tensor_to_images(x)
 
 
 VARIANTS = ("toy-direct", "toy-queries", "toy-bottleneck")
@@ -163,6 +184,47 @@ def load_synthworld(
     )
 
 
+def evaluate_world(
+    world_dir=None,
+    *,
+    device: torch.device | str = "cpu",
+    pathways=("toy-direct", "toy-queries", "toy-bottleneck"),
+    seed: int = 0,
+    verifier_samples: int = 2000,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Every metric of :mod:`unike_interp.world.evaluate` for a built world (the shipped one by
+    default), through each variant's adapter: text and reasoning recall, verifier accuracy, image
+    accuracy on image-seen and text-only subjects; images are not included."""
+    from ..world.evaluate import image_metrics, text_metrics
+    from ..world.store import load_world
+    from ..world.verifier import verifier_accuracy
+
+    files = load_world(world_dir, device=device)
+    echo(f"[eval] world at {files.path}")
+    out: dict = {"world": str(files.path)}
+    echo("[eval] verifier on fresh jittered renders ...")
+    out["verifier_accuracy"] = {k: round(v, 4) for k, v in verifier_accuracy(files.verifier, n=verifier_samples).items()}
+    out["image_accuracy"], out["image_accuracy_text_only"], out["image_details"] = {}, {}, {}
+    for i, name in enumerate(pathways):
+        adapter = load_synthworld(name, world_dir=files.path, device=device)
+        if i == 0:
+            echo("[eval] text recall and reasoning ...")
+            out.update(text_metrics(adapter, files.world))
+        pathway = name.split("-", 1)[1]
+        echo(f"[eval] images through {name} ...")
+        seen = image_metrics(adapter, files.world, files.verifier, seed=seed, split="image-seen")
+        text_only = image_metrics(adapter, files.world, files.verifier, seed=seed, split="text-only")
+        out["image_accuracy"][pathway] = seen["accuracy"]
+        out["image_accuracy_text_only"][pathway] = text_only["accuracy"]
+        out["image_details"][pathway] = {
+            "image_seen": {k: v for k, v in seen.items() if k != "images"},
+            "text_only": {k: v for k, v in text_only.items() if k != "images"},
+        }
+    out["build_seconds"] = files.build.get("seconds", {})
+    return out
+
+
 class _SynthWorldPath(torch.nn.Module):
     """prompt ids -> LM -> conditioning -> one DiT call; the module nnsight traces.
 
@@ -176,6 +238,6 @@ class _SynthWorldPath(torch.nn.Module):
         self.encoder = encoder
         self.dit = dit
 
-    def forward(self, input_ids, attention_mask, x, t):
+    def forward(self, input_ids, attention_mask, x, t) -> TraceOutput:
         cond = self.encoder(self.lm, input_ids, attention_mask)
-        return self.dit(x.to(cond.hidden.dtype), cond.hidden, cond.mask, t.to(cond.hidden.dtype)), cond
+        return TraceOutput(self.dit(x.to(cond.hidden.dtype), cond.hidden, cond.mask, t.to(cond.hidden.dtype)), cond)

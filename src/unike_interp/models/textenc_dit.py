@@ -57,8 +57,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..world.conditioning import Conditioning
+from ..conditioning import Conditioning
 from .base import ModulePaths, UMMAdapter
+from .sites import TraceOutput
 
 #: Where the DiT is read in the trace module: flow time ``sigma`` on seeded noise (``x = sigma * eps``,
 #: clean latent 0), converted to each transformer's own timestep convention by its ``_call_*``.
@@ -342,16 +343,8 @@ class TextEncDiTAdapter(UMMAdapter):
         return out[0], out[1]
 
     @torch.no_grad()
-    def generate_images(
-        self,
-        prompts: Sequence[str],
-        *,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        batch_size: int = 64,
-    ) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8 images through the pipeline.
+    def _generate_batch(self, prompts: list[str], *, seed: int, steps: int, guidance: float) -> np.ndarray:
+        """One pipeline call.
 
         Every image gets its own ``torch.Generator("cpu").manual_seed(seed)`` (a list of
         generators per pipeline call), so every image starts from the same noise, drawn on the
@@ -360,22 +353,13 @@ class TextEncDiTAdapter(UMMAdapter):
         Guidance goes where the pipeline takes it (``guidance_scale``; Qwen-Image:
         ``true_cfg_scale`` against the preset's negative prompt).
         """
-        prompts = list(prompts)
-        steps = steps or self.sample_steps
-        guidance = self.guidance if guidance is None else guidance
         kw = {self.preset.guidance_arg: guidance, "max_sequence_length": self.max_sequence_length}
         if self.preset.negative_prompt is not None and guidance > 1:
             kw["negative_prompt"] = self.preset.negative_prompt
         kw.update(self.pipeline_kwargs)
-        out = []
-        for i in range(0, len(prompts), max(1, batch_size)):
-            chunk = prompts[i:i + batch_size]
-            gens = [torch.Generator("cpu").manual_seed(seed) for _ in chunk]
-            imgs = self.pipe(chunk, num_inference_steps=steps, generator=gens, output_type="np", **kw).images
-            out.append((np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8))
-        if out:
-            return np.concatenate(out)
-        return np.zeros((0, *self.image_hw(), 3), np.uint8)
+        gens = [torch.Generator("cpu").manual_seed(seed) for _ in prompts]
+        imgs = self.pipe(prompts, num_inference_steps=steps, generator=gens, output_type="np", **kw).images
+        return (np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8)
 
     # --- interpretability -------------------------------------------------------------------
     @property
@@ -470,8 +454,8 @@ class _TextEncDiTPath(torch.nn.Module):
 
     Holds references (not copies) to the adapter's LM (as ``lm``) and transformer, so an applied
     weight delta is what gets traced. The transformer is called positionally (the preset's
-    ``call``), so that its conditioning is ``input:{cond_arg}`` for the recorder. Returns
-    ``(sample, Conditioning)``.
+    ``call``), so that its conditioning is ``input:{cond_arg}`` for the recorder. Returns a
+    :class:`TraceOutput` of the transformer's sample and the conditioning.
     """
 
     def __init__(self, lm, transformer, preset: TextEncPreset):
@@ -481,14 +465,15 @@ class _TextEncDiTPath(torch.nn.Module):
         self.hidden_index = preset.hidden_index
         self.call = preset.call
 
-    def forward(self, input_ids, attention_mask, position_ids, cond_index, cond_mask, cond_positions, x):
+    def forward(self, input_ids, attention_mask, position_ids, cond_index, cond_mask, cond_positions,
+                x) -> TraceOutput:
         base = self.lm.model
         out = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    output_hidden_states=True)
         hidden = _gather_slots(out.hidden_states[self.hidden_index], cond_index)
         cond = Conditioning(hidden, cond_mask, cond_positions)
         sample = self.call(self.transformer, x.to(hidden.dtype), TRACE_SIGMA, hidden, cond_mask, x.shape[-2:])
-        return sample, cond
+        return TraceOutput(sample, cond)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -554,127 +539,3 @@ def load_textenc_dit(
         mod.eval()
     return TextEncDiTAdapter(name or f"{preset}:{path}", lm, tok, pipe, p, device=device, dtype=dtype,
                              pipeline_kwargs=pipeline_kwargs)
-
-
-# --- tiny random models (tests) -----------------------------------------------------------------
-
-def _tiny_tokenizer(extra_special: Sequence[str] = ()):
-    from transformers import PreTrainedTokenizerFast
-
-    tok_dir = Path(__file__).resolve().parents[1] / "assets" / "synthworld" / "tokenizer"
-    tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
-    if extra_special:
-        tok.add_special_tokens({"additional_special_tokens": list(extra_special)})
-    return tok
-
-
-def _tiny_gemma2(tok, seed: int, max_positions: int = 512):
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Gemma2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=max_positions, sliding_window=max_positions,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-    )
-    return Gemma2ForCausalLM(cfg).eval()
-
-
-def build_tiny_lumina2(out_dir: str | Path, seed: int = 0) -> Path:
-    """A tiny random Lumina2 pipeline saved to ``out_dir`` (safetensors), in seconds on a CPU.
-
-    Gemma-2 text encoder (hidden 64, 4 layers, the SynthWorld byte-level BPE tokenizer with its
-    1000 tokens and pad/bos/eos), a Lumina2 transformer (hidden 32, 2 joint blocks, 1 refiner
-    block each side, patch 2, ``sample_size`` 4) and a 4-level AutoencoderKL (8x): the pipeline's
-    default image is ``4 * 8 = 32`` pixels square. ``text_encoder/`` holds a ``Gemma2Model``, as
-    the real checkpoint does.
-    """
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, Lumina2Pipeline, Lumina2Transformer2DModel
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = _tiny_tokenizer()
-    lm = _tiny_gemma2(tok, seed)
-    transformer = Lumina2Transformer2DModel(
-        sample_size=4, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_refiner_layers=1,
-        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(4, 6, 6), axes_lens=(300, 16, 16),
-        cap_feat_dim=lm.config.hidden_size,
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        latent_channels=4, norm_num_groups=4, sample_size=32, scaling_factor=1.0, shift_factor=0.0,
-    )
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=6.0)
-    pipe = Lumina2Pipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm.model, tokenizer=tok)
-    pipe.save_pretrained(str(out), safe_serialization=True)
-    return out
-
-
-def build_tiny_sana(out_dir: str | Path, seed: int = 0) -> Path:
-    """A tiny random Sana pipeline saved to ``out_dir``: Gemma-2 text encoder (as for Lumina2, with
-    room for the complex human instruction's ~570 tokens of this tokenizer), a Sana transformer
-    (2 blocks, hidden 32, ``sample_size`` 8) and a 3-level AutoencoderDC (4x): 32-pixel images.
-    Resolution binning (``use_resolution_binning``) knows only the real sizes: pass
-    ``pipeline_kwargs={"use_resolution_binning": False}`` for this model."""
-    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = _tiny_tokenizer()
-    lm = _tiny_gemma2(tok, seed, max_positions=1024)
-    torch.manual_seed(seed)
-    transformer = SanaTransformer2DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=2,
-        num_cross_attention_heads=2, cross_attention_head_dim=16, cross_attention_dim=32,
-        caption_channels=lm.config.hidden_size, sample_size=8, patch_size=1,
-    )
-    vae = AutoencoderDC(
-        in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock",) * 3,
-        decoder_block_types=("ResBlock",) * 3, encoder_block_out_channels=(8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8), encoder_layers_per_block=(1, 1, 1), decoder_layers_per_block=(1, 1, 1),
-        encoder_qkv_multiscales=((), (), ()), decoder_qkv_multiscales=((), (), ()), decoder_norm_types="rms_norm",
-        decoder_act_fns="silu", scaling_factor=1.0,
-    )
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
-    pipe = SanaPipeline(tokenizer=tok, text_encoder=lm.model, vae=vae, transformer=transformer, scheduler=scheduler)
-    pipe.save_pretrained(str(out), safe_serialization=True)
-    return out
-
-
-def build_tiny_qwenimage(out_dir: str | Path, seed: int = 0) -> Path:
-    """A tiny random Qwen-Image pipeline saved to ``out_dir``: a Qwen2.5-VL text encoder (text
-    hidden 32, 4 layers, untied head, a 1-block vision tower it never uses here) on the SynthWorld
-    tokenizer plus the chat tokens ``<|im_start|>``/``<|im_end|>``, a Qwen-Image transformer (2
-    blocks, inner 32) and a 3-level Qwen-Image VAE (4x spatial). The pipeline's default image is
-    ``128 * 4 = 512`` pixels; pass ``pipeline_kwargs={"height": 32, "width": 32}``."""
-    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = _tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
-    torch.manual_seed(seed)
-    cfg = Qwen2_5_VLConfig(
-        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
-                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
-                     "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
-                     "tie_word_embeddings": False, "pad_token_id": tok.pad_token_id,
-                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id},
-        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 32},
-        vocab_size=len(tok), tie_word_embeddings=False,
-        image_token_id=len(tok) + 10, video_token_id=len(tok) + 11,  # ids this tokenizer never produces
-        vision_start_token_id=len(tok) + 12, vision_end_token_id=len(tok) + 13,
-    )
-    lm = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    transformer = QwenImageTransformer2DModel(
-        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=32, axes_dims_rope=(4, 6, 6),
-    )
-    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1,
-                                 temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
-                                                base_image_seq_len=16, max_image_seq_len=256)
-    pipe = QwenImagePipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm, tokenizer=tok)
-    pipe.save_pretrained(str(out), safe_serialization=True)
-    return out

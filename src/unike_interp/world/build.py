@@ -84,6 +84,38 @@ class BuildConfig:
         )
 
 
+def load_build_config(path: str | Path) -> "BuildConfig":
+    """A BuildConfig from a JSON file: a world's ``build.json`` (its ``config``) or a bare config."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read build config {p}: {exc}") from None
+    try:
+        return BuildConfig.from_dict(d.get("config", d))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{p}: not a SynthWorld build config ({exc})") from None
+
+
+def override_build_config(config: "BuildConfig", sets: dict) -> "BuildConfig":
+    """``{"section.field": value}`` overrides (e.g. ``{"generator.steps": 20000}``), checked by name."""
+    d = config.to_dict()
+    for key, value in sets.items():
+        *path, leaf = key.split(".")
+        node = d
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"--set {key}: {part!r} is not a config section (sections: lm, generator, verifier)")
+            node = node[part]
+        if leaf not in node:
+            raise ValueError(f"--set {key}: unknown field {leaf!r}; known: {', '.join(sorted(node))}")
+        node[leaf] = value
+    try:
+        return BuildConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--set: {exc}") from None
+
+
 def _versions() -> dict[str, str]:
     from ..provenance import package_versions
 

@@ -1,4 +1,4 @@
-"""``unike world eval``: how well a built SynthWorld knows its own facts, in text and in images.
+"""The metrics of ``unike world eval`` (run by :func:`unike_interp.models.synthworld.evaluate_world`): how well a built SynthWorld knows its own facts, in text and in images.
 
 Metrics (all rates over the stated population; counts are reported beside them):
 
@@ -20,9 +20,7 @@ Metrics (all rates over the stated population; counts are reported beside them):
 
 from __future__ import annotations
 
-from typing import Callable
 
-import numpy as np
 import torch
 
 
@@ -103,42 +101,3 @@ def image_metrics(adapter, world, verifier, *, seed: int = 0, split: str = "imag
         "all_nine_correct": _rate(sum(all_nine), len(recs)),
         "images": images,
     }
-
-
-def evaluate_world(
-    world_dir=None,
-    *,
-    device: torch.device | str = "cpu",
-    pathways=("toy-direct", "toy-queries", "toy-bottleneck"),
-    seed: int = 0,
-    verifier_samples: int = 2000,
-    echo: Callable[[str], None] = print,
-) -> dict:
-    """All metrics of the module docstring for a built world; images are not included."""
-    from ..models.synthworld import load_synthworld
-    from ..world.store import load_world
-    from .verifier import verifier_accuracy
-
-    files = load_world(world_dir, device=device)
-    echo(f"[eval] world at {files.path}")
-    out: dict = {"world": str(files.path)}
-    echo("[eval] verifier on fresh jittered renders ...")
-    out["verifier_accuracy"] = {k: round(v, 4) for k, v in verifier_accuracy(files.verifier, n=verifier_samples).items()}
-    out["image_accuracy"], out["image_accuracy_text_only"], out["image_details"] = {}, {}, {}
-    for i, name in enumerate(pathways):
-        adapter = load_synthworld(name, world_dir=files.path, device=device)
-        if i == 0:
-            echo("[eval] text recall and reasoning ...")
-            out.update(text_metrics(adapter, files.world))
-        pathway = name.split("-", 1)[1]
-        echo(f"[eval] images through {name} ...")
-        seen = image_metrics(adapter, files.world, files.verifier, seed=seed, split="image-seen")
-        text_only = image_metrics(adapter, files.world, files.verifier, seed=seed, split="text-only")
-        out["image_accuracy"][pathway] = seen["accuracy"]
-        out["image_accuracy_text_only"][pathway] = text_only["accuracy"]
-        out["image_details"][pathway] = {
-            "image_seen": {k: v for k, v in seen.items() if k != "images"},
-            "text_only": {k: v for k, v in text_only.items() if k != "images"},
-        }
-    out["build_seconds"] = files.build.get("seconds", {})
-    return out

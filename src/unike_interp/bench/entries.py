@@ -1,0 +1,111 @@
+"""The ledger's entries, typed: one :class:`CaseEntry` per case, one :class:`PointEntry` per
+evaluation point. Written and read only through :meth:`to_json` / :func:`parse_entry`, so the
+format lives here and nowhere else.
+
+A case's ``stages`` keep the nested per-stage record the benchmark writes::
+
+    {"stage_1": {"pre": {top1_new, top1_old, image, generation_error, vqa_gt, vqa_target},
+                 "post": {top1_new, top1_old, p_new_gt_old, full_new},
+                 "reasoning": {request, text, caption, prompt, failure, states_target, states_old},
+                 "direct": {image, generation_error, vqa}, "reasoning_image": {image, generation_error, vqa}},
+     ...}
+
+A verdict is ``{verdict: True | False | None, predicted, confidence, target, error}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+#: Version written into every entry (``v``); entries without one are version 1 (the same fields).
+ENTRY_VERSION = 1
+
+#: The two images judged after an edit, as named in a stage record.
+IMAGES = ("direct", "reasoning_image")
+
+
+class EntryError(ValueError):
+    """A ledger line that is JSON but not an entry of this format."""
+
+
+@dataclass(frozen=True)
+class DeltaRef:
+    """Where an evaluation point's weight delta is stored (relative to the run folder) and its hash."""
+
+    path: str
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256}
+
+
+@dataclass
+class CaseEntry:
+    type: ClassVar[str] = "case"
+
+    case_id: str
+    subject: str
+    category: str
+    source: str
+    split: str | None
+    batch: int
+    guard_error: str | None
+    stages: dict[str, dict]
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "v": ENTRY_VERSION, "case_id": self.case_id, "subject": self.subject,
+                "category": self.category, "source": self.source, "split": self.split, "batch": self.batch,
+                "guard_error": self.guard_error, "stages": self.stages}
+
+    def verdict(self, stage: str, image: str) -> dict | None:
+        """The post-edit verdict of one image (``direct`` or ``reasoning_image``) of a stage."""
+        if image not in IMAGES:
+            raise KeyError(f"image must be one of {', '.join(IMAGES)}, got {image!r}")
+        return ((self.stages.get(stage) or {}).get(image) or {}).get("vqa")
+
+    def succeeded(self, stage: str, image: str) -> bool:
+        """The judge found the new value in that image (an error or a missing image is a miss)."""
+        return (self.verdict(stage, image) or {}).get("verdict") is True
+
+    def reasoning_prompt(self, stage: str) -> str | None:
+        """The composed reasoning prompt the edited model wrote (None where the reasoning failed)."""
+        return ((self.stages.get(stage) or {}).get("reasoning") or {}).get("prompt")
+
+
+@dataclass
+class PointEntry:
+    type: ClassVar[str] = "point"
+
+    batch: int
+    cases: list[str]
+    text_locality: list[dict] = field(default_factory=list)
+    image_locality: list[dict] = field(default_factory=list)
+    delta: DeltaRef | None = None
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "v": ENTRY_VERSION, "batch": self.batch, "cases": self.cases,
+                "text_locality": self.text_locality, "image_locality": self.image_locality,
+                "delta": self.delta.to_json() if self.delta else None}
+
+
+_REQUIRED = {"case": ("case_id", "subject", "category", "source", "batch", "stages"),
+             "point": ("batch", "cases")}
+
+
+def parse_entry(d: dict, where: str = "ledger") -> CaseEntry | PointEntry:
+    """A typed entry from one ledger object; :class:`EntryError` names ``where`` and what is wrong."""
+    kind = d.get("type")
+    if kind not in _REQUIRED:
+        raise EntryError(f"{where}: entry type {kind!r} is neither 'case' nor 'point'")
+    missing = [k for k in _REQUIRED[kind] if k not in d]
+    if missing:
+        raise EntryError(f"{where}: {kind} entry lacks {', '.join(missing)}")
+    if d.get("v", 1) > ENTRY_VERSION:
+        raise EntryError(f"{where}: entry version {d['v']} is newer than this unike-interp reads ({ENTRY_VERSION})")
+    if kind == "case":
+        return CaseEntry(d["case_id"], d["subject"], d["category"], d["source"], d.get("split"), int(d["batch"]),
+                         d.get("guard_error"), d["stages"])
+    ref = d.get("delta")
+    return PointEntry(int(d["batch"]), list(d["cases"]), d.get("text_locality", []), d.get("image_locality", []),
+                      DeltaRef(ref["path"], ref["sha256"]) if ref else None)

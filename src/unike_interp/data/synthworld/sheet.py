@@ -1,0 +1,17 @@
+"""A labelled contact sheet of a world's subjects, each drawn in every layout (``unike world show``)."""
+
+from __future__ import annotations
+
+from .render import contact_sheet, render
+from .vocab import LAYOUTS
+
+
+def subject_sheet(world, n_subjects: int = 12, scale: int = 4):
+    """A Pillow image: the first ``n_subjects`` subjects x :data:`LAYOUTS`, two subjects per row."""
+    images, labels = [], []
+    for subj in world.subjects[:n_subjects]:
+        for layout in LAYOUTS:
+            images.append(render(subj.scene(layout)))
+            f = subj.facts
+            labels.append(f"{subj.name} ({subj.split[0]})\n{f['size']} {f['color']} {f['shape']}\n{f['pattern']} {f['material']}")
+    return contact_sheet(images, labels, columns=len(LAYOUTS) * 2, scale=scale), len(images)

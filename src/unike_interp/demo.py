@@ -1,0 +1,121 @@
+"""The main job on SynthWorld (``unike demo`` / ``make demo``), as a library function.
+
+Synthesise and validate the records, draw a contact sheet, evaluate the shipped SynthWorld UMM,
+then run the benchmark with one editor on each of the three variants and print a summary across
+them. SynthWorld is this job's subject, so this module sits beside the CLI, above every layer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+VARIANTS = ("toy-direct", "toy-queries", "toy-bottleneck")
+
+
+def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, world: str | None = None, device: str = "auto",
+             models: tuple[str, ...] = VARIANTS, editor: str = "memit", cases: int = 100, world_eval: bool = True,
+             progress: bool = True, echo: Callable[[str], None] = print) -> dict:
+    """Run the demo into ``out``; return its summary (records, world evaluation, each model's overall table)."""
+    from .data.io import load_unike, write_unike
+    from .data.synthworld import generate_world
+    from .data.synthworld.sheet import subject_sheet
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    synth = generate_world(seed=seed)
+    data_path = write_unike(synth.records, out / "synthworld.json")
+    synth.save(out / "synthworld.world.json")
+    loaded = load_unike(data_path)
+    counts = synth.counts()
+    echo(f"SynthWorld seed {seed}: {len(synth.subjects)} subjects, {len(synth.records)} records -> {data_path}")
+    echo(f"validation: {len(loaded.records)} valid, {len(loaded.invalid_indices)} invalid")
+    echo("records per category: " + ", ".join(f"{k} {v}" for k, v in counts["per_category"].items()))
+    echo("subjects per split:   " + ", ".join(f"{k} {v}" for k, v in counts["per_split"].items()))
+    sheet, n_images = subject_sheet(synth, 16, 4)
+    sheet.save(out / "contact_sheet.png")
+    echo(f"wrote a contact sheet of {n_images} renders to {out / 'contact_sheet.png'}")
+    summary = {"out": str(out), "records": len(loaded.records), "invalid": len(loaded.invalid_indices),
+               "contact_sheet": str(out / "contact_sheet.png"), "ok": loaded.ok, **counts}
+    summary["world_eval"] = _world_eval(out, world, device, seed, echo) if world_eval else None
+    if summary["world_eval"] is not None or not world_eval:
+        summary["bench"] = _bench(out, world=world, device=device, seed=seed, models=models, editor=editor,
+                                  cases=cases, progress=progress, echo=echo)
+    return summary
+
+
+def _world_eval(out: Path, world: str | None, device: str, seed: int, echo) -> dict | None:
+    """Evaluate the SynthWorld UMM and draw what each pathway makes of a few subjects."""
+    from .data.synthworld.render import contact_sheet, render
+    from .devices import resolve_device
+    from .models import load_model
+    from .models.synthworld import evaluate_world
+    from .world.store import WorldNotBuiltError, default_world_dir
+
+    world_dir = Path(world) if world else default_world_dir()
+    dev = resolve_device(device)
+    try:
+        result = evaluate_world(world_dir, device=dev)
+    except WorldNotBuiltError as exc:
+        echo(f"no trained SynthWorld model to evaluate ({exc}); skipping the model part of the demo")
+        return None
+    echo(f"SynthWorld UMM ({world_dir}):")
+    echo(f"  text recall {result['text_recall']}, reasoning recall {result['reasoning_recall']}")
+    for key in ("image_accuracy", "image_accuracy_text_only"):
+        echo(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in result[key].items()))
+    images, labels = [], []
+    adapters = [load_model(n, world_dir=world_dir, device=dev) for n in VARIANTS]
+    records = adapters[0].records()
+    synth = adapters[0].world
+    for rec in records[:12]:
+        subj = synth.subject(rec.subject)
+        images.append(render(subj.scene("single")))
+        labels.append(f"{subj.name}\ntruth ({subj.split})")
+        for m in adapters:
+            images.append(m.generate_images([rec.stage_1.image_prompt], seed=seed)[0])
+            labels.append(f"{subj.name}\n{m.name}")
+    path = out / "generated.png"
+    contact_sheet(images, labels, columns=8, scale=4).save(path)
+    echo(f"wrote renders and each pathway's images of 12 subjects to {path}")
+    return {k: v for k, v in result.items() if k not in ("image_details", "reasoning_examples")} | {
+        "generated_sheet": str(path)}
+
+
+def _bench(out: Path, *, world, device, seed, models, editor, cases, progress, echo) -> dict:
+    """The benchmark on each model with one editor; a summary table across them."""
+    from .bench.aggregate import render_markdown
+    from .bench.pipeline import run_bench
+    from .bench.spec import RunSpec
+
+    tables = {}
+    for model in models:
+        run_dir = out / "bench" / f"{model}-{editor}"
+        if run_dir.exists():  # the demo's own folder: every demo is a fresh run
+            shutil.rmtree(run_dir)
+        spec = RunSpec(model=model, editor=editor, protocol="batch", cases=cases, seed=seed, device=device, world=world)
+        t0 = time.perf_counter()
+        tables[model] = run_bench(spec, run_dir, progress=progress, echo=echo)
+        echo(render_markdown(tables[model]))
+        echo(f"({model}: {time.perf_counter() - t0:.0f} s; run folder {run_dir})\n")
+    summary = demo_summary(tables)
+    (out / "bench" / "summary.md").write_text(summary, encoding="utf-8")
+    echo(summary)
+    return {m: {"overall": t["main"].get("overall"), "locality": t["locality"]} for m, t in tables.items()}
+
+
+def demo_summary(tables: dict) -> str:
+    """One line per model: overall stage-1 rates and locality, the cross-variant comparison."""
+    def pct(d):
+        return "-" if not d or d.get("rate") is None else f"{100 * d['rate']:.1f} [{100 * d['ci'][0]:.1f}, {100 * d['ci'][1]:.1f}]"
+
+    head = ["Model", "Editor", "n", "Eff.", "Reason.", "VQA Direct", "VQA Reasoning", "Pre-edit VQA",
+            "Text locality", "Image locality"]
+    lines = ["Overall, stage 1, rates in % [95% CI]:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, t in tables.items():
+        o = t["main"].get("overall", {})
+        lines.append(f"| {model} | {t['editor']} | {o.get('n', 0)} | " + " | ".join(
+            pct(o.get(k)) for k in ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa"))
+            + f" | {pct(t['locality']['text'])} | {pct(t['locality']['image'])} |")
+    return "\n".join(lines) + "\n"

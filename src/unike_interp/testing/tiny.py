@@ -1,0 +1,205 @@
+"""Tiny random Janus, Lumina2, Sana and Qwen-Image checkpoints, saved as the real ones are.
+
+Each ``build_tiny_*`` writes a folder (safetensors) that ``load_model("<family>:<folder>")`` loads
+like a real checkpoint, in seconds on a CPU. Every model uses the SynthWorld byte-level BPE
+tokenizer (1000 tokens with pad/bos/eos) plus the special tokens its family needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+#: The SynthWorld tokenizer shipped in the package's assets.
+TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "assets" / "synthworld" / "tokenizer"
+
+#: Chat template of the tiny Janus (the shape of Janus-Pro's ``<|User|>: ... <|Assistant|>:``).
+TINY_JANUS_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}<|User|>: "
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "{{ '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|Assistant|>:{% endif %}"
+)
+
+
+def tiny_tokenizer(extra_special: Sequence[str] = ()):
+    """The SynthWorld tokenizer (a fast tokenizer), with ``extra_special`` tokens appended."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(TOKENIZER_DIR))
+    if extra_special:
+        tok.add_special_tokens({"additional_special_tokens": list(extra_special)})
+    return tok
+
+
+def _tiny_gemma2(tok, seed: int, max_positions: int = 512):
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Gemma2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=max_positions, sliding_window=max_positions,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    return Gemma2ForCausalLM(cfg).eval()
+
+
+def build_tiny_janus(out_dir: str | Path, seed: int = 0, *, tie_word_embeddings: bool = True) -> Path:
+    """A tiny random ``JanusForConditionalGeneration`` with its processor, saved to ``out_dir``.
+
+    Llama text model (hidden 64, 4 layers) on the SynthWorld tokenizer plus Janus's special tokens
+    (``<image_placeholder>``, ``<begin_of_image>``, ``<end_of_image>``: vocabulary 1003); a 1-layer
+    SigLIP vision tower on 16x16 images with patch 4, so ``num_image_tokens = 16``; a VQ model with
+    64 codes, a 4x4 code grid and 4 resolutions (3 upsamplings): images are ``4 * 8 = 32`` pixels
+    square. ``projection_dim`` and ``image_token_embed_dim`` equal the text hidden size; the
+    generation config carries ``generation_kwargs={"boi_token_id": ...}`` and ``guidance_scale=5``.
+    The generation head is re-drawn with unit-scale weights (code logits of standard deviation ~2;
+    at the default 0.02 init they are ~0.01, every code equally likely, and every prompt draws the
+    same image). ``tie_word_embeddings=False`` gives the text head its own weights (a module past
+    the read-out).
+    """
+    from transformers import (GenerationConfig, JanusConfig, JanusForConditionalGeneration, JanusImageProcessor,
+                              JanusProcessor, LlamaConfig, PreTrainedTokenizerFast)
+    from transformers.models.janus.configuration_janus import JanusVisionConfig, JanusVQVAEConfig
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = PreTrainedTokenizerFast.from_pretrained(
+        str(TOKENIZER_DIR), extra_special_tokens={"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
+                                                  "eoi_token": "<end_of_image>"})
+    tok.padding_side = "left"
+    image_token_id, boi = tok.convert_tokens_to_ids([tok.image_token, tok.boi_token])
+    torch.manual_seed(seed)
+    H = 64
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=H, intermediate_size=128, num_hidden_layers=4,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    vision = JanusVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+                               patch_size=4, projection_dim=H, num_image_tokens=16, depth=2)
+    vq = JanusVQVAEConfig(embed_dim=8, num_embeddings=64, latent_channels=32, base_channels=32,
+                          channel_multiplier=[1, 1, 1, 1], num_res_blocks=1, projection_dim=H,
+                          image_token_embed_dim=H, num_hidden_layers=2)
+    cfg = JanusConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), vq_config=vq.to_dict(),
+                      image_token_id=image_token_id, tie_word_embeddings=tie_word_embeddings)
+    model = JanusForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # logits with some spread, so that prompts (and edits) change the drawn codes
+        head = model.model.generation_head
+        torch.nn.init.normal_(head.proj_out.weight, std=H ** -0.5)
+        torch.nn.init.normal_(head.vision_head.weight, std=3 * H ** -0.5)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        guidance_scale=5.0, generation_kwargs={"boi_token_id": boi})
+    model.save_pretrained(str(out), safe_serialization=True)
+    ip = JanusImageProcessor(size={"height": 16, "width": 16}, min_size=4)
+    proc = JanusProcessor(image_processor=ip, tokenizer=tok, chat_template=TINY_JANUS_CHAT_TEMPLATE,
+                          num_image_tokens=16)
+    proc.save_pretrained(str(out))
+    return out
+
+
+def build_tiny_lumina2(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random Lumina2 pipeline saved to ``out_dir``.
+
+    Gemma-2 text encoder (hidden 64, 4 layers), a Lumina2 transformer (hidden 32, 2 joint blocks, 1
+    refiner block each side, patch 2, ``sample_size`` 4) and a 4-level AutoencoderKL (8x): the
+    pipeline's default image is ``4 * 8 = 32`` pixels square. ``text_encoder/`` holds a
+    ``Gemma2Model``, as the real checkpoint does.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, Lumina2Pipeline, Lumina2Transformer2DModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer()
+    lm = _tiny_gemma2(tok, seed)
+    transformer = Lumina2Transformer2DModel(
+        sample_size=4, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_refiner_layers=1,
+        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(4, 6, 6), axes_lens=(300, 16, 16),
+        cap_feat_dim=lm.config.hidden_size,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=32, scaling_factor=1.0, shift_factor=0.0,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=6.0)
+    pipe = Lumina2Pipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm.model, tokenizer=tok)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def build_tiny_sana(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random Sana pipeline saved to ``out_dir``: Gemma-2 text encoder (as for Lumina2, with
+    room for the complex human instruction's ~570 tokens of this tokenizer), a Sana transformer
+    (2 blocks, hidden 32, ``sample_size`` 8) and a 3-level AutoencoderDC (4x): 32-pixel images.
+    Resolution binning (``use_resolution_binning``) knows only the real sizes: pass
+    ``pipeline_kwargs={"use_resolution_binning": False}`` for this model."""
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer()
+    lm = _tiny_gemma2(tok, seed, max_positions=1024)
+    torch.manual_seed(seed)
+    transformer = SanaTransformer2DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=2,
+        num_cross_attention_heads=2, cross_attention_head_dim=16, cross_attention_dim=32,
+        caption_channels=lm.config.hidden_size, sample_size=8, patch_size=1,
+    )
+    vae = AutoencoderDC(
+        in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock",) * 3,
+        decoder_block_types=("ResBlock",) * 3, encoder_block_out_channels=(8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8), encoder_layers_per_block=(1, 1, 1), decoder_layers_per_block=(1, 1, 1),
+        encoder_qkv_multiscales=((), (), ()), decoder_qkv_multiscales=((), (), ()), decoder_norm_types="rms_norm",
+        decoder_act_fns="silu", scaling_factor=1.0,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = SanaPipeline(tokenizer=tok, text_encoder=lm.model, vae=vae, transformer=transformer, scheduler=scheduler)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def tiny_qwen2_5_vl(tok, seed: int = 0, *, hidden: int = 32, mrope_section=(2, 2, 4), tied: bool = False):
+    """A tiny random ``Qwen2_5_VLForConditionalGeneration`` (4 text layers, a 1-block vision tower
+    it never uses here) over ``tok``; image/video/vision token ids lie outside its vocabulary."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    n = len(tok)
+    cfg = Qwen2_5_VLConfig(
+        text_config={"vocab_size": n, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 4,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
+                     "rope_scaling": {"mrope_section": list(mrope_section), "rope_type": "default", "type": "default"},
+                     "tie_word_embeddings": tied, "pad_token_id": tok.pad_token_id,
+                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id},
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": hidden},
+        vocab_size=n, tie_word_embeddings=tied,
+        image_token_id=n + 10, video_token_id=n + 11, vision_start_token_id=n + 12, vision_end_token_id=n + 13,
+    )
+    return Qwen2_5_VLForConditionalGeneration(cfg).eval()
+
+
+def build_tiny_qwenimage(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random Qwen-Image pipeline saved to ``out_dir``: a Qwen2.5-VL text encoder (text
+    hidden 32, untied head) on the SynthWorld tokenizer plus the chat tokens
+    ``<|im_start|>``/``<|im_end|>``, a Qwen-Image transformer (2 blocks, inner 32) and a 3-level
+    Qwen-Image VAE (4x spatial). The pipeline's default image is ``128 * 4 = 512`` pixels; pass
+    ``pipeline_kwargs={"height": 32, "width": 32}``."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
+    lm = tiny_qwen2_5_vl(tok, seed)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1,
+                                 temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                                                base_image_seq_len=16, max_image_seq_len=256)
+    pipe = QwenImagePipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm, tokenizer=tok)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out

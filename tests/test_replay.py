@@ -1,0 +1,106 @@
+"""Stored edits: the benchmark stores each evaluation point's weight delta, and `unike analyze`
+replays it -- no editor, no key statistics -- recording exactly the model that was judged."""
+
+import json
+
+import numpy as np
+import pytest
+
+from unike_interp.bench import pipeline
+from unike_interp.bench.pipeline import run_bench
+from unike_interp.bench.run_folder import DeltaHashError, RunFolder
+from unike_interp.bench.spec import RunSpec
+from unike_interp.editing import make_editor
+from unike_interp.editing.stats import StatsCache
+from unike_interp.interp.analyze import analyze_run
+from unike_interp.interp.recorder import Recorder
+from unike_interp.bench.entries import CaseEntry
+from unike_interp.interp.replay import NoStoredDeltasError, _record_chunked, case_prompts
+from unike_interp.interp.store import ActivationStore
+from unike_interp.judges import VerifierJudge
+
+FAST = {"stats_samples": 3000, "n_prefixes": 2}
+
+
+def _forbid_editing(monkeypatch):
+    """Any editor construction, edit or key statistic fails the test."""
+    import unike_interp.bench.assemble as assemble
+    import unike_interp.editing.base as base
+    import unike_interp.editing.stats as stats
+
+    def boom(*a, **k):
+        raise AssertionError("analyze built an editor or computed key statistics on a run with stored deltas")
+
+    for mod, name in ((assemble, "build_editor"), (base.Editor, "edit"), (base.Editor, "prepare"),
+                      (stats, "layer_second_moment"), (stats, "second_moment")):
+        if hasattr(mod, name):
+            monkeypatch.setattr(mod, name, boom)
+
+
+def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, monkeypatch):
+    # the judged model: record every case's direct prompt at the moment the edited model is judged
+    judged = ActivationStore.open(tmp_path / "judged.h5", {"model": adapter.name})
+    original = pipeline.measure_post
+
+    def spy(m, cases):
+        out = original(m, cases)  # the judged images are made; the model is still the judged one
+        entries = {c.case_id: CaseEntry(c.case_id, c.subject, c.category, c.source, None, 0, None,
+                                        {"stage_1": {"reasoning": out[(c.case_id, "stage_1")]["reasoning"]}})
+                   for c in cases}
+        flat = [(c, kind, p) for c in cases for kind, p in case_prompts(m.adapter, c, entries[c.case_id]).items()]
+        rec = Recorder(m.adapter, seed=0)
+        rows = _record_chunked(rec, [p for _, _, p in flat], [c.subject for c, _, _ in flat])
+        for (c, kind, _), row in zip(flat, rows):
+            if kind == "direct":
+                judged.write_case(c.case_id, {"subject": c.subject}, {"post": {"direct": (row, rec.sites)}})
+        return out
+
+    monkeypatch.setattr(pipeline, "measure_post", spy)
+    spec = RunSpec(editor="memit", protocol="batch", batch_size=2, cases=4, image_locality_probes=0,
+                   text_locality_probes=4, bootstrap=20, hparams=FAST)
+    run = tmp_path / "run"
+    editor = make_editor("memit", FAST, family=adapter.family, stats_cache=StatsCache(tmp_path / "cache"))
+    run_bench(spec, run, adapter=adapter, editor=editor, judge=VerifierJudge(adapter.verifier), progress=False,
+              echo=lambda s: None)
+    folder = RunFolder(run)
+    points = folder.point_entries()
+    assert sorted(points) == [0, 1] and all(p.delta is not None for p in points.values())
+    for p in points.values():
+        assert (run / (p.delta.path + ".safetensors")).exists() and len(p.delta.sha256) == 64
+
+    _forbid_editing(monkeypatch)
+    summary = analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False)
+    assert summary["edits"] == "stored" and summary["n_cases"] == 4
+    store = ActivationStore.open(run / "analysis" / "activations.h5")
+    for cid, attrs in store.iter_cases():
+        assert attrs["edit_hash"] == points[int(attrs["batch"])].delta.sha256
+        got, want = store.read(cid, "post", "direct"), judged.read(cid, "post", "direct")
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{cid} {name}")
+        pre = store.read(cid, "pre", "direct")
+        assert any(not np.array_equal(pre[n], got[n]) for n in got if n.startswith("text."))  # the edit is there
+
+    # a stored delta that is not the judged one is refused, naming the file
+    ref = points[0].delta
+    tampered = folder.load_delta(ref)
+    name = next(iter(tampered.deltas))
+    tampered.deltas[name] = tampered.deltas[name] * 1.001
+    tampered.save(run / ref.path)
+    with pytest.raises(DeltaHashError, match="point_0000"):
+        analyze_run(run, tmp_path / "again", adapter=adapter, progress=False, echo=lambda s: None, figures=False)
+
+
+def test_a_run_without_stored_deltas_needs_reoptimize(adapter, tmp_path):
+    spec = RunSpec(editor="rome", protocol="single", cases=1, image_locality_probes=0, text_locality_probes=2,
+                   bootstrap=10, hparams=FAST, store_deltas=False)
+    run = tmp_path / "run"
+    editor = make_editor("rome", FAST, family=adapter.family, stats_cache=StatsCache(tmp_path / "cache"))
+    run_bench(spec, run, adapter=adapter, editor=editor, judge=VerifierJudge(adapter.verifier), progress=False,
+              echo=lambda s: None)
+    assert not (run / "deltas").exists()
+    assert all(p.delta is None for p in RunFolder(run).point_entries().values())
+    with pytest.raises(NoStoredDeltasError, match="--reoptimize"):
+        analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["store_deltas"] is False
