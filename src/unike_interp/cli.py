@@ -27,24 +27,20 @@ def _emit_json(obj: Any) -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input (a clear message, exit 2), not a bug."""
-    from .bench.ledger import LedgerError
+    """Exceptions the library raises for bad input (a message naming the file, record or field)."""
     from .models.sites import SiteError
-    from .world.store import WorldNotBuiltError
 
-    return KeyError, ValueError, FileNotFoundError, WorldNotBuiltError, SiteError, LedgerError
+    return KeyError, ValueError, FileNotFoundError, SiteError
 
 
 # --- unike data ------------------------------------------------------------------------------
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
-    from .data.io import DataFileError, load_unike
+    from .data.io import load_unike
     from .data.validate import DataValidationError
 
     try:
         result = load_unike(args.path, strict=args.strict)
-    except DataFileError as exc:
-        raise CLIError(str(exc)) from None
     except DataValidationError as exc:
         print(f"{args.path}: invalid (strict): {exc.problem}")
         if args.json:
@@ -95,27 +91,12 @@ def cmd_world_show(args: argparse.Namespace) -> int:
 
 def cmd_world_build(args: argparse.Namespace) -> int:
     from .devices import resolve_device
-    from .world.build import PATHWAY_NAMES, BuildConfig, build_world, load_build_config, override_build_config
+    from .bench.spec import parse_pairs
+    from .world.build import build_world, make_build_config
 
-    try:
-        if args.config:
-            config = load_build_config(args.config)
-        else:
-            config = BuildConfig.quick_config(args.seed) if args.quick else BuildConfig(seed=args.seed)
-            if not args.quick:
-                config.lm.seed = config.generator.seed = config.verifier.seed = args.seed
-        if args.set:
-            from .bench.spec import parse_pairs
-
-            config = override_build_config(config, parse_pairs(args.set))
-        pathways = tuple(args.pathways.split(",")) if args.pathways else tuple(PATHWAY_NAMES)
-        unknown = [p for p in pathways if p not in PATHWAY_NAMES]
-        if unknown:
-            raise ValueError(f"unknown pathway(s) {', '.join(unknown)}; known: {', '.join(PATHWAY_NAMES)}")
-        manifest = build_world(args.out, config, device=resolve_device(args.device), pathways=pathways,
-                               progress=not args.no_progress)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    config = make_build_config(config_file=args.config, quick=args.quick, seed=args.seed, overrides=parse_pairs(args.set))
+    manifest = build_world(args.out, config, device=resolve_device(args.device),
+                           pathways=tuple(args.pathways.split(",")) if args.pathways else None, progress=not args.no_progress)
     print(f"world built in {args.out}: " + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items()))
     if args.json:
         _emit_json({"out": str(args.out), "seconds": manifest["seconds"], "total_seconds": manifest["total_seconds"],
@@ -125,19 +106,10 @@ def cmd_world_build(args: argparse.Namespace) -> int:
 
 def cmd_world_eval(args: argparse.Namespace) -> int:
     from .devices import resolve_device
-    from .models.synthworld import evaluate_world
-    from .world.store import WorldNotBuiltError
+    from .models.synthworld import evaluate_world, format_world_eval
 
-    try:
-        result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed)
-    except WorldNotBuiltError as exc:
-        raise CLIError(str(exc)) from None
-    print(f"text_recall        {result['text_recall']}  (full greedy {result['text_recall_full']}, "
-          f"all facts {result['text_recall_all_facts']}, n={result['text_recall_n']})")
-    print(f"reasoning_recall   {result['reasoning_recall']}  (exact caption {result['reasoning_caption_exact']})")
-    print("verifier_accuracy  " + ", ".join(f"{k} {v:.3f}" for k, v in result["verifier_accuracy"].items()))
-    for key in ("image_accuracy", "image_accuracy_text_only"):
-        print(f"{key:<18} " + ", ".join(f"{k} {v}" for k, v in result[key].items()))
+    result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed)
+    print(format_world_eval(result))
     if args.json:
         _emit_json(result)
     return EXIT_OK
@@ -153,23 +125,17 @@ def spec_from_args(command: str, args: argparse.Namespace):
     given = {k: v for k, v in vars(args).items() if k in names}  # run flags default to SUPPRESS: only given ones
     if getattr(args, "all_cases", False):
         given["cases"] = None
-    try:
-        return spec_from_values(command, given, config_file=getattr(args, "config", None),
-                                device_map=getattr(args, "device_map", None),
-                                pipeline_options=getattr(args, "pipeline_option", None))
-    except (ValueError, FileNotFoundError) as exc:
-        raise CLIError(str(exc)) from None
+    return spec_from_values(command, given, config_file=getattr(args, "config", None),
+                            device_map=getattr(args, "device_map", None),
+                            pipeline_options=getattr(args, "pipeline_option", None))
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from .bench.edit_run import edit_from_spec, format_edit_result
 
     spec = spec_from_args("edit", args)
-    try:
-        result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=not args.no_progress,
-                                echo=lambda s: None)
-    except _user_errors() as exc:
-        raise CLIError(str(exc).strip("'\"")) from None
+    result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=not args.no_progress,
+                            echo=lambda s: None)
     print(format_edit_result(result))
     if args.out:
         if result.get("deltas"):
@@ -190,10 +156,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     spec = spec_from_args("bench", args)
     out = args.out or _default_out(spec)
-    try:
-        table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
-    except _user_errors() as exc:
-        raise CLIError(str(exc).strip("'\"")) from None
+    table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
     print(render_markdown(table))
     print(f"run folder: {out} (table.md, table.csv, table.json, ledger.jsonl, images/, deltas/)")
     if args.json:
@@ -204,10 +167,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .bench.aggregate import render_markdown, report
 
-    try:
-        table = report(args.run)
-    except _user_errors() as exc:
-        raise CLIError(str(exc)) from None
+    table = report(args.run)
     print(render_markdown(table))
     if args.json:
         _emit_json(table)
@@ -218,19 +178,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .bench.pipeline import run_bench
     from .interp.analyze import analyze_run, format_aucs
 
-    try:
-        if args.run:
-            run = Path(args.run)
-        else:
-            if not args.out:
-                raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
-            run = Path(args.out)
-            run_bench(spec_from_args("analyze", args), run, resume=(run / "ledger.jsonl").exists(),
-                      progress=not args.no_progress)
-        summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
-                              progress=not args.no_progress)
-    except _user_errors() as exc:
-        raise CLIError(str(exc).strip("'\"")) from None
+    if not args.run and not args.out:
+        raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
+    run = Path(args.run or args.out)
+    if not args.run:
+        run_bench(spec_from_args("analyze", args), run, resume=(run / "ledger.jsonl").exists(),
+                  progress=not args.no_progress)
+    summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
+                          progress=not args.no_progress)
     print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} ({summary['edits']} edits, "
           f"recorded in {summary['record_seconds']:.1f} s): {summary['hdf5']}")
     print(format_aucs(summary))
@@ -244,16 +199,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 # --- unike models / demo ---------------------------------------------------------------------
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import model_requirements
+    from .models.registry import format_requirements, model_requirements
 
     models = model_requirements()
-    width = max(len(k) for k in models)
-    for name, info in models.items():
-        print(f"{name:<{width}}  {info['description']}")
-        for need in info["needs"]:
-            print(f"{'':<{width}}    needs: {need}")
-        missing = info["missing"]
-        print(f"{'':<{width}}    here:  " + (f"missing {', '.join(missing)}" if missing else "nothing missing"))
+    print(format_requirements(models))
     if args.json:
         _emit_json(models)
     return EXIT_OK
@@ -288,6 +237,15 @@ def _run_flags(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+#: Options several commands share: key -> (flags, argparse keywords).
+_COMMON = {
+    "seed": (("--seed",), {"type": int, "default": 0, "help": "random seed (records, sampling)"}),
+    "device": (("--device",), {"default": "auto", "help": "cpu, cuda, cuda:1, mps or auto"}),
+    "world": (("--world",), {"help": "a built world folder (default: the world shipped in the package)"}),
+    "no_progress": (("--no-progress",), {"action": "store_true", "help": "no progress bars"}),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -297,10 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"unike-interp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(p: argparse._SubParsersAction, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+    def add(p: argparse._SubParsersAction, name: str, func: Callable, help: str, *common: str) -> argparse.ArgumentParser:
         sp = p.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         sp.set_defaults(func=func)
         sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+        for key in common:
+            flags, kw = _COMMON[key]
+            sp.add_argument(*flags, **kw)
         return sp
 
     data = sub.add_parser("data", help="UniKE records: validate files, synthesise SynthWorld")
@@ -308,34 +269,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(data_sub, "validate", cmd_data_validate, "validate a UniKE.json file and report every bad record")
     p.add_argument("path", help="a UniKE.json file (a JSON array of records)")
     p.add_argument("--strict", action="store_true", help="stop at the first problem")
-    p = add(data_sub, "synth", cmd_data_synth, "write SynthWorld's records as UniKE.json")
+    p = add(data_sub, "synth", cmd_data_synth, "write SynthWorld's records as UniKE.json", "seed")
     p.add_argument("--out", required=True, help="output JSON path")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subjects", type=int, default=324, help="number of subjects (one record each)")
     p.add_argument("--text-only-fraction", type=float, default=0.2)
     p.add_argument("--world-out", help="also write the world description (subjects, facts, split) here")
 
     world = sub.add_parser("world", help="SynthWorld: renders and its trained models")
     world_sub = world.add_subparsers(dest="world_command", metavar="SUBCOMMAND")
-    p = add(world_sub, "show", cmd_world_show, "write a labelled contact sheet of SynthWorld renders")
+    p = add(world_sub, "show", cmd_world_show, "write a labelled contact sheet of SynthWorld renders", "seed")
     p.add_argument("--out", required=True, help="output PNG path")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subjects", type=int, default=12, help="how many subjects to show (each in every layout)")
     p.add_argument("--scale", type=int, default=4, help="upscaling factor of each 32x32 render")
-    p = add(world_sub, "build", cmd_world_build, "train the SynthWorld UMM (LM, verifier, three generators)")
+    p = add(world_sub, "build", cmd_world_build, "train the SynthWorld UMM (LM, verifier, three generators)",
+            "seed", "device", "no_progress")
     p.add_argument("--out", default="runs/world", help="output folder (an interrupted build resumes there)")
     p.add_argument("--quick", action="store_true", help="a tiny world for tests (under two minutes on a CPU)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
     p.add_argument("--pathways", help="comma-separated subset of toy-direct,toy-queries,toy-bottleneck")
     p.add_argument("--config", help="build from this configuration (a world's build.json, e.g. the shipped one's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one build setting, e.g. generator.steps=20000 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p = add(world_sub, "eval", cmd_world_eval, "measure text recall, reasoning, verifier and image accuracy")
-    p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed for the generated images")
+    add(world_sub, "eval", cmd_world_eval, "measure text recall, reasoning, verifier and image accuracy",
+        "world", "device", "seed")
 
     p = add(sub, "edit", cmd_edit, "edit a model's language backbone and measure the text side before and after")
     _run_flags(p, "edit")
@@ -361,16 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "report", cmd_report, "re-render a benchmark run's tables from its ledger")
     p.add_argument("run", help="a run folder written by `unike bench`")
 
-    p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld")
+    p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld", "seed", "world", "device", "no_progress")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--world", help="a built world folder (default: the world shipped in the package)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
     p.add_argument("--models", default="toy-direct,toy-queries,toy-bottleneck", help="models to benchmark")
     p.add_argument("--editor", default="memit", help="the editor the demo benchmarks")
     p.add_argument("--cases", type=int, default=100, help="cases per model")
     p.add_argument("--no-world-eval", action="store_true", help="skip `unike world eval` (about a minute)")
-    p.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -388,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except CLIError as exc:
         print(f"unike: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _user_errors() as exc:  # bad input named by the library: a message, not a traceback
+        message = str(exc).strip("'\"")  # a KeyError's message comes quoted
+        print(f"unike: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("unike: interrupted", file=sys.stderr)

@@ -194,3 +194,15 @@ def load_model(
         raise ValueError(f"{name}: {family.refusal}")
     where = {"path": path} if family.folder else {}
     return family.load(name=name, device=device, dtype=dtype, **where, **{k: options[k] for k in family.options})
+
+
+def format_requirements(models: dict[str, dict]) -> str:
+    """``unike models``: each name, its description, what it needs and what is missing here."""
+    width = max(len(k) for k in models)
+    lines = []
+    for name, info in models.items():
+        lines.append(f"{name:<{width}}  {info['description']}")
+        lines += [f"{'':<{width}}    needs: {need}" for need in info["needs"]]
+        missing = info["missing"]
+        lines.append(f"{'':<{width}}    here:  " + (f"missing {', '.join(missing)}" if missing else "nothing missing"))
+    return "\n".join(lines)

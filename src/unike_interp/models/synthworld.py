@@ -225,6 +225,17 @@ def evaluate_world(
     return out
 
 
+def format_world_eval(result: dict) -> str:
+    """The lines ``unike world eval`` prints for :func:`evaluate_world`'s result."""
+    lines = [f"text_recall        {result['text_recall']}  (full greedy {result['text_recall_full']}, "
+             f"all facts {result['text_recall_all_facts']}, n={result['text_recall_n']})",
+             f"reasoning_recall   {result['reasoning_recall']}  (exact caption {result['reasoning_caption_exact']})",
+             "verifier_accuracy  " + ", ".join(f"{k} {v:.3f}" for k, v in result["verifier_accuracy"].items())]
+    lines += [f"{key:<18} " + ", ".join(f"{k} {v}" for k, v in result[key].items())
+              for key in ("image_accuracy", "image_accuracy_text_only")]
+    return "\n".join(lines)
+
+
 class _SynthWorldPath(torch.nn.Module):
     """prompt ids -> LM -> conditioning -> one DiT call; the module nnsight traces.
 

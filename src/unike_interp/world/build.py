@@ -116,6 +116,20 @@ def override_build_config(config: "BuildConfig", sets: dict) -> "BuildConfig":
         raise ValueError(f"--set: {exc}") from None
 
 
+def make_build_config(*, config_file: str | Path | None = None, quick: bool = False, seed: int = 0,
+                      overrides: dict | None = None) -> "BuildConfig":
+    """``unike world build``'s configuration: a file (a world's ``build.json``), else the full (or
+    quick) default with every stage seeded by ``seed``; then ``overrides`` (``{"generator.steps": N}``)."""
+    if config_file:
+        config = load_build_config(config_file)
+    elif quick:
+        config = BuildConfig.quick_config(seed)
+    else:
+        config = BuildConfig(seed=seed)
+        config.lm.seed = config.generator.seed = config.verifier.seed = seed
+    return override_build_config(config, overrides) if overrides else config
+
+
 def _versions() -> dict[str, str]:
     from ..provenance import package_versions
 
@@ -171,11 +185,16 @@ def build_world(
     *,
     device: torch.device | str = "cpu",
     progress: bool = True,
-    pathways: tuple[str, ...] = tuple(PATHWAY_NAMES),
+    pathways: tuple[str, ...] | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Build every stage not yet complete in ``out_dir``; return the build manifest."""
+    """Build every stage not yet complete in ``out_dir`` (``pathways``: default all); return the build manifest."""
     from safetensors.torch import save_file
+
+    pathways = tuple(PATHWAY_NAMES) if pathways is None else tuple(pathways)
+    unknown = [p for p in pathways if p not in PATHWAY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown pathway(s) {', '.join(unknown)}; known: {', '.join(PATHWAY_NAMES)}")
 
     from ..data.synthworld import World, generate_world, text_corpus
     from .conditioning import ConditionEncoder
