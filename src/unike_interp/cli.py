@@ -182,7 +182,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
     run = Path(args.run or args.out)
     if not args.run:
-        run_bench(spec_from_args("analyze", args), run, resume=(run / "ledger.jsonl").exists(),
+        from .bench.run_folder import RunFolder
+
+        run_bench(spec_from_args("analyze", args), run, resume=RunFolder(run).ledger_path.exists(),
                   progress=not args.no_progress)
     summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
                           progress=not args.no_progress)

@@ -242,10 +242,13 @@ def render_csv(t: dict) -> str:
 
 
 def write_tables(t: dict, out: str | Path) -> None:
-    out = Path(out)
-    (out / "table.md").write_text(render_markdown(t), encoding="utf-8")
-    (out / "table.csv").write_text(render_csv(t), encoding="utf-8")
-    (out / "table.json").write_text(json.dumps(t, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    """``table.md``, ``table.csv`` and ``table.json`` of the run folder ``out``."""
+    from .run_folder import RunFolder
+
+    folder = RunFolder(out)
+    folder.table_path("md").write_text(render_markdown(t), encoding="utf-8")
+    folder.table_path("csv").write_text(render_csv(t), encoding="utf-8")
+    folder.table_path("json").write_text(json.dumps(t, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def report(run_dir: str | Path) -> dict:

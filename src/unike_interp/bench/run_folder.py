@@ -79,6 +79,20 @@ class RunFolder:
     deltas_dir = property(lambda self: self.path / "deltas")
     analysis_dir = property(lambda self: self.path / "analysis")
 
+    def table_path(self, fmt: str) -> Path:
+        """``table.md`` / ``table.csv`` / ``table.json``."""
+        if fmt not in ("md", "csv", "json"):
+            raise ValueError(f"table format must be md, csv or json, got {fmt!r}")
+        return self.path / f"table.{fmt}"
+
+    @staticmethod
+    def analysis_file(analysis_dir: str | Path, name: str) -> Path:
+        """A file of an analysis folder: ``activations`` (HDF5), ``stats`` (JSON) or ``figures`` (a folder)."""
+        files = {"activations": "activations.h5", "stats": "stats.json", "figures": "figures"}
+        if name not in files:
+            raise KeyError(f"an analysis folder holds {', '.join(files)}, not {name!r}")
+        return Path(analysis_dir) / files[name]
+
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
 

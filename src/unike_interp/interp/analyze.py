@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..bench.run_folder import RunFolder
 from .replay import record_run
 from .summary import run_statistics, write_stats
 
@@ -26,14 +27,14 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     the stored deltas (for runs that stored none).
     """
     run = Path(run_dir)
-    out = Path(out) if out else run / "analysis"
+    out = Path(out) if out else RunFolder(run).analysis_dir
     rec = record_run(run, out, device=device, reoptimize=reoptimize, adapter=adapter, progress=progress, echo=echo)
     cfg = rec.spec
     stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed)
     summary = stats["summary"] = {"run": str(run), "model": cfg.model, "editor": cfg.editor, "protocol": cfg.protocol,
                                   "hdf5": str(rec.store.path), "edits": rec.edits,
                                   "record_seconds": round(rec.seconds, 2), **stats["summary"]}
-    write_stats(out / "stats.json", stats)
+    write_stats(RunFolder.analysis_file(out, "stats"), stats)
     if figures:
         from .plots import render_all
 

@@ -510,10 +510,12 @@ def _read_json(path: Path) -> dict | None:
 def load_run(run_dir: str | Path | None, analysis_dir: str | Path | None = None) -> tuple[dict | None, dict | None]:
     """``(stats, table)`` of a run: ``<analysis_dir or run_dir/analysis>/stats.json``, ``<run_dir>/table.json``
     (``None`` for a file that is absent)."""
-    run = Path(run_dir) if run_dir is not None else None
-    ana = Path(analysis_dir) if analysis_dir is not None else (run / "analysis" if run is not None else None)
-    stats = _read_json(ana / "stats.json") if ana is not None else None
-    table = _read_json(run / "table.json") if run is not None else None
+    from ..bench.run_folder import RunFolder
+
+    run = RunFolder(run_dir) if run_dir is not None else None
+    ana = Path(analysis_dir) if analysis_dir is not None else (run.analysis_dir if run is not None else None)
+    stats = _read_json(RunFolder.analysis_file(ana, "stats")) if ana is not None else None
+    table = _read_json(run.table_path("json")) if run is not None else None
     return stats, table
 
 
@@ -567,9 +569,12 @@ def render_all(analysis_dir: str | Path, run_dir: str | Path | None = None, *, s
     """
     ana = Path(analysis_dir)
     run = Path(run_dir) if run_dir is not None else ana.parent
+    from ..bench.run_folder import RunFolder
+
     stats, table = load_run(run, ana)
-    res = render(stats, table, ana / "figures", strict=strict, echo=echo)
+    fig_dir = RunFolder.analysis_file(ana, "figures")
+    res = render(stats, table, fig_dir, strict=strict, echo=echo)
     if echo:
-        echo(f"[figures] wrote {len(res.written) // 2} figures into {ana / 'figures'}"
+        echo(f"[figures] wrote {len(res.written) // 2} figures into {fig_dir}"
              + (f"; skipped {len(res.skipped)}" if res.skipped else ""))
     return res.written

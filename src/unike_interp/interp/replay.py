@@ -105,7 +105,7 @@ def record_run(run_dir: str | Path, out: str | Path, *, device=None, reoptimize:
         source = stored_edits(folder, entries)
         edits = "stored"
     recorder = Recorder(adapter, seed=spec.seed)
-    store = ActivationStore.open(Path(out) / "activations.h5", {
+    store = ActivationStore.open(RunFolder.analysis_file(out, "activations"), {
         "model": spec.model, "editor": spec.editor, "seed": spec.seed, "protocol": spec.protocol,
         "versions": versions(), "run": str(folder.path), "trace_timestep": getattr(adapter, "trace_timestep", ""),
         "edits": edits})
