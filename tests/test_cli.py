@@ -134,7 +134,7 @@ def test_models_lists_the_synthworld_variants(capsys):
 
 
 def test_bench_config_file_overlaid_by_given_flags(tmp_path):
-    from unike_interp.cli import CLIError, build_parser, spec_from_args
+    from unike_interp.cli import build_parser, spec_from_args
 
     def bench_config_from_args(args):
         return spec_from_args("bench", args)
@@ -156,8 +156,9 @@ def test_bench_config_file_overlaid_by_given_flags(tmp_path):
     c = bench_config_from_args(build_parser().parse_args(["bench", "--cases", "5"]))
     assert (c.model, c.cases, c.editor, c.model_options) == ("toy-direct", 5, "memit", {})
     cfg.write_text('model = "toy-direct"\nmodel_optoins = {}\n')
-    with pytest.raises(CLIError, match="unknown setting"):
+    with pytest.raises(ValueError, match="unknown setting"):
         parse()
+    assert main(["bench", "--config", str(cfg)]) == 2  # the command says so and exits 2
 
 
 def test_run_flags_come_from_the_runspec(capsys):
