@@ -189,3 +189,45 @@ def test_shipped_gpu_configs_parse(tmp_path):
     bad.write_text("model = \n")
     with pytest.raises(ValueError, match="not valid TOML"):
         RunSpec.fields_from_file(bad)
+
+
+def test_ledger_entries_round_trip_and_bad_lines_are_named():
+    from unike_interp.bench.entries import CaseEntry, DeltaRef, EntryError, PointEntry, parse_entry
+
+    case, point = _entries()[0], _entries()[-1]
+    assert isinstance(case, CaseEntry) and isinstance(point, PointEntry)
+    assert parse_entry(case.to_json()) == case and case.to_json()["v"] == 1
+    assert case.succeeded("stage_1", "direct") and not case.succeeded("stage_3", "direct")
+    stored = PointEntry(2, ["c1"], delta=DeltaRef("deltas/point_0002", "ab" * 32))
+    assert parse_entry(stored.to_json()) == stored
+    with pytest.raises(EntryError, match="ledger.jsonl entry 4: case entry lacks subject, batch"):
+        parse_entry({"type": "case", "case_id": "x", "category": "color", "source": "attribute", "stages": {}},
+                    "ledger.jsonl entry 4")
+    with pytest.raises(EntryError, match="neither 'case' nor 'point'"):
+        parse_entry({"type": "cas"})
+    with pytest.raises(EntryError, match="newer"):
+        parse_entry({**stored.to_json(), "v": 99})
+    with pytest.raises(KeyError, match="image must be one of"):
+        case.verdict("stage_1", "reasoning")
+
+
+def test_run_folder_refuses_what_it_cannot_resume(tmp_path):
+    import json
+
+    from unike_interp.bench.run_folder import RunFolder, RunFolderError
+
+    folder = RunFolder(tmp_path / "run")
+    resolved = {"config": {"model": "m", "device": "cpu"}, "batches": [["c1"]]}
+    folder.write_resolved(resolved, resume=False)
+    folder.ledger_path.write_text('{"type": "point", "batch": 0, "cases": ["c1"]}\n')
+    with pytest.raises(RunFolderError, match="--resume"):
+        folder.write_resolved(resolved, resume=False)
+    folder.write_resolved({**resolved, "config": {"model": "m", "device": "cuda"}}, resume=True)  # device may change
+    with pytest.raises(RunFolderError, match="differs in: model"):
+        folder.write_resolved({**resolved, "config": {"model": "n", "device": "cpu"}}, resume=True)
+    old = json.loads(folder.config_path.read_text())
+    folder.config_path.write_text(json.dumps({**old, "format": "unike-bench-run/1"}))
+    with pytest.raises(RunFolderError, match="format 'unike-bench-run/1'"):
+        folder.write_resolved(resolved, resume=True)
+    assert folder.table_path("json") == folder.path / "table.json"
+    assert RunFolder.analysis_file(folder.analysis_dir, "stats").name == "stats.json"
