@@ -5,7 +5,7 @@ For every selected case and every stage of it, :func:`run_bench` measures
 * **pre-edit** (unedited model): the cloze answer, and the image drawn straight from
   ``image_prompt``, judged against the old value ``gt`` (pre-edit VQA) and the new one;
 * the **edit** (an editor from :mod:`unike_interp.editing`, under a protocol: ``single``,
-  ``batch`` or ``sequential``, as in :mod:`unike_interp.bench.edit_run`);
+  ``batch`` or ``sequential``, driven by :mod:`unike_interp.bench.protocol`);
 * **post-edit**: the cloze answer (Eff. = first token of ``gt_target`` is the argmax), the
   reasoning (Reason. = it states ``gt_target``, :mod:`~unike_interp.bench.matching`), the image
   from ``image_prompt`` (VQA Direct) and the image from the composed reasoning prompt (VQA
@@ -14,7 +14,9 @@ For every selected case and every stage of it, :func:`run_bench` measures
   locality (unedited facts' argmax unchanged) and image locality (unedited subjects' stage_1
   images judged correct before the edit and still after it).
 
-Results go to a run folder (see :func:`run_bench`), one ledger line per case, fsynced, so a run
+Results go to a run folder (:class:`~unike_interp.bench.run_folder.RunFolder`): one typed ledger
+entry per case and per evaluation point, fsynced, and the weight delta the judged model carried at
+each point (``store_deltas``; what ``unike analyze`` replays), so a run
 killed at any point continues with ``resume=True``: a batch whose cases and point are all in the
 ledger is skipped; any other batch is recomputed whole (same composition, so the same numbers)
 and only its missing lines are written. The table is then rendered from the ledger alone

@@ -127,6 +127,7 @@ class EditorSource(EditSource):
         self.failures: list[dict] = []
         self._base: WeightSnapshot | None = None
         self._guards: dict[str, str] = {}
+        self._applied = False  # an edit of this sequence took effect
 
     def prepare(self, adapter) -> None:
         t0 = time.perf_counter()
@@ -183,7 +184,8 @@ class StoredDeltas(EditSource):
 
     def checkpoint(self, adapter, point: int, batch: list, edited: list) -> EditedState:
         if point not in self.deltas:
-            raise KeyError(f"no stored delta for evaluation point {point}")
+            raise KeyError(f"the run has no ledger entry for evaluation point {point} (it stopped before that "
+                           "point was complete: continue it with `unike bench --resume`)")
         self.end_applied()
         delta = self.deltas[point]()
         if delta is not None:

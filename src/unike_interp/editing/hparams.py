@@ -14,7 +14,7 @@ File format (TOML shown; YAML takes the same keys)::
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -38,7 +38,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Sequence
