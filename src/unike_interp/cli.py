@@ -26,6 +26,13 @@ def _emit_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False, sort_keys=False))
 
 
+def _finish(args: argparse.Namespace, result: Any, status: int = EXIT_OK) -> int:
+    """With ``--json``, print ``result`` as the last line; return the exit status."""
+    if args.json:
+        _emit_json(result)
+    return status
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions the library raises for bad input (a message naming the file, record or field)."""
     from .models.sites import SiteError
@@ -43,16 +50,13 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
         result = load_unike(args.path, strict=args.strict)
     except DataValidationError as exc:
         print(f"{args.path}: invalid (strict): {exc.problem}")
-        if args.json:
-            _emit_json({"total": None, "valid": None, "invalid": 1, "problems": [exc.problem.to_dict()], "strict": True})
-        return EXIT_INVALID
+        problem = {"total": None, "valid": None, "invalid": 1, "problems": [exc.problem.to_dict()], "strict": True}
+        return _finish(args, problem, EXIT_INVALID)
     summary = result.summary()
     print(f"{args.path}: {summary['valid']} valid, {summary['invalid']} invalid, of {summary['total']} records")
     for p in result.problems:
         print(f"  - {p}")
-    if args.json:
-        _emit_json(summary)
-    return EXIT_OK if result.ok else EXIT_INVALID
+    return _finish(args, summary, EXIT_OK if result.ok else EXIT_INVALID)
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -68,9 +72,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     if args.world_out:
         world.save(args.world_out)
         print(f"wrote the world description (subjects, facts, split) to {args.world_out}")
-    if args.json:
-        _emit_json({"path": str(out), "seed": args.seed, **counts})
-    return EXIT_OK
+    return _finish(args, {"path": str(out), "seed": args.seed, **counts})
 
 
 # --- unike world -----------------------------------------------------------------------------
@@ -84,9 +86,7 @@ def cmd_world_show(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     print(f"wrote a contact sheet of {n} renders ({args.subjects} subjects, every layout) to {out}")
-    if args.json:
-        _emit_json({"path": str(out), "images": n, "size": list(sheet.size)})
-    return EXIT_OK
+    return _finish(args, {"path": str(out), "images": n, "size": list(sheet.size)})
 
 
 def cmd_world_build(args: argparse.Namespace) -> int:
@@ -98,10 +98,8 @@ def cmd_world_build(args: argparse.Namespace) -> int:
     manifest = build_world(args.out, config, device=resolve_device(args.device),
                            pathways=tuple(args.pathways.split(",")) if args.pathways else None, progress=not args.no_progress)
     print(f"world built in {args.out}: " + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items()))
-    if args.json:
-        _emit_json({"out": str(args.out), "seconds": manifest["seconds"], "total_seconds": manifest["total_seconds"],
-                    "quick": args.quick, "seed": args.seed})
-    return EXIT_OK
+    return _finish(args, {"out": str(args.out), "seconds": manifest["seconds"], "total_seconds": manifest["total_seconds"],
+                          "quick": args.quick, "seed": args.seed})
 
 
 def cmd_world_eval(args: argparse.Namespace) -> int:
@@ -110,9 +108,7 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed)
     print(format_world_eval(result))
-    if args.json:
-        _emit_json(result)
-    return EXIT_OK
+    return _finish(args, result)
 
 
 # --- unike edit / bench / analyze / report -----------------------------------------------------
@@ -141,9 +137,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         if result.get("deltas"):
             print(f"wrote {len(result['deltas'])} weight deltas to {Path(args.out) / 'deltas'}")
         print(f"wrote {Path(args.out) / 'edit_result.json'}")
-    if args.json:
-        _emit_json(result)
-    return EXIT_OK
+    return _finish(args, result)
 
 
 def _default_out(spec) -> str:
@@ -159,9 +153,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
     print(render_markdown(table))
     print(f"run folder: {out} (table.md, table.csv, table.json, ledger.jsonl, images/, deltas/)")
-    if args.json:
-        _emit_json(table)
-    return EXIT_OK
+    return _finish(args, table)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -169,9 +161,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     table = report(args.run)
     print(render_markdown(table))
-    if args.json:
-        _emit_json(table)
-    return EXIT_OK
+    return _finish(args, table)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -193,9 +183,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(format_aucs(summary))
     for fig in summary.get("figures", []) or []:
         print(f"figure: {fig}")
-    if args.json:
-        _emit_json(summary)
-    return EXIT_OK
+    return _finish(args, summary)
 
 
 # --- unike models / demo ---------------------------------------------------------------------
@@ -205,9 +193,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     models = model_requirements()
     print(format_requirements(models))
-    if args.json:
-        _emit_json(models)
-    return EXIT_OK
+    return _finish(args, models)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -216,9 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, seed=args.seed, world=args.world, device=args.device, models=tuple(args.models.split(",")),
                        editor=args.editor, cases=args.cases, world_eval=not args.no_world_eval,
                        progress=not args.no_progress)
-    if args.json:
-        _emit_json(summary)
-    return EXIT_OK if summary["ok"] else EXIT_INVALID
+    return _finish(args, summary, EXIT_OK if summary["ok"] else EXIT_INVALID)
 
 
 # --- parser ----------------------------------------------------------------------------------
