@@ -223,6 +223,13 @@ def _run_flags(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default, but not ``None`` (unset) or ``False`` (a flag not given)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None or action.default is False else super()._get_help_string(action)
+
+
 #: Options several commands share: key -> (flags, argparse keywords).
 _COMMON = {
     "seed": (("--seed",), {"type": int, "default": 0, "help": "random seed (records, sampling)"}),
@@ -237,12 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="unike", description="Cross-modal knowledge editing in unified multimodal models (SynthWorld by default).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"unike-interp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(p: argparse._SubParsersAction, name: str, func: Callable, help: str, *common: str) -> argparse.ArgumentParser:
-        sp = p.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sp = p.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
         sp.set_defaults(func=func)
         sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
         for key in common:
