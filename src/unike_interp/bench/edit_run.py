@@ -42,9 +42,7 @@ def run_edits(adapter, editor, records: Sequence, cases: Sequence, protocol: Edi
     cases = list(cases)
     batches = protocol.batches(cases)
     points = protocol.points(len(batches))
-    # which cases are edited at each evaluation point
-    edited_at = {k: (cases[: (k + 1) * protocol.batch_size] if protocol.sequential else batches[k]) for k in points}
-    probes = {k: locality_probes(records, edited_at[k], adapter=adapter, max_other=max_locality, seed=seed)
+    probes = {k: locality_probes(records, protocol.edited(batches, k), adapter=adapter, max_other=max_locality, seed=seed)
               for k in points}
 
     # everything "pre" is measured on the unedited model, once
@@ -149,7 +147,7 @@ def edit_from_spec(spec, *, out: str | Path | None = None, save_deltas: bool = F
     editor = build_editor(spec, adapter, progress=progress)
     records = load_records(spec, adapter)
     cases = select_cases(records, spec.cases, seed=spec.seed)
-    protocol = EditProtocol(spec.protocol, spec.edit_batch_size or max(len(cases), 1), eval_each_batch=spec.eval_each_batch)
+    protocol = EditProtocol.from_spec(spec, len(cases))
     result = run_edits(adapter, editor, records, cases, protocol, max_locality=spec.text_locality_probes, seed=spec.seed,
                        full=spec.full_match, progress=progress, keep_delta=save_deltas)
     deltas = result.pop("_deltas", [])

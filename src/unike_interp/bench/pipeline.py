@@ -196,7 +196,7 @@ def bench_protocol(spec: RunSpec, n_cases: int) -> EditProtocol:
     """The spec's protocol; the benchmark evaluates a sequence once, at its end."""
     if spec.eval_each_batch:
         raise ValueError("eval_each_batch is for `unike edit`: the benchmark judges a sequence once, at its end")
-    return EditProtocol(spec.protocol, spec.edit_batch_size or max(n_cases, 1))
+    return EditProtocol.from_spec(spec, n_cases)
 
 
 def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
@@ -212,9 +212,7 @@ def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progr
     from .assemble import build_editor, build_judge, load_adapter, load_records
 
     folder = RunFolder(out_dir)
-    if folder.has_run() and not resume:
-        raise RunFolderError(f"{folder.path} already holds a run ({folder.ledger_path.name}); pass --resume to continue "
-                             "it or choose another --out")
+    folder.check_writable(resume=resume)  # before the model is loaded
     adapter = adapter or load_adapter(spec)
     records = load_records(spec, adapter)
     cases = select_cases(records, spec.cases, seed=spec.seed)

@@ -48,6 +48,12 @@ class EditProtocol:
         if self.kind == "single":
             self.batch_size = 1
 
+    @classmethod
+    def from_spec(cls, spec, n_cases: int) -> "EditProtocol":
+        """The protocol of a :class:`~unike_interp.bench.spec.RunSpec` over ``n_cases`` cases
+        (an unset batch size: all cases at once)."""
+        return cls(spec.protocol, spec.edit_batch_size or max(n_cases, 1), eval_each_batch=spec.eval_each_batch)
+
     @property
     def sequential(self) -> bool:
         return self.kind == "sequential"
@@ -55,6 +61,10 @@ class EditProtocol:
     def batches(self, cases: Sequence) -> list[list]:
         cases = list(cases)
         return [cases[i:i + self.batch_size] for i in range(0, len(cases), self.batch_size)]
+
+    def edited(self, batches: Sequence[list], point: int) -> list:
+        """The records edited when the model is evaluated after batch ``point``."""
+        return [r for b in batches[: point + 1] for r in b] if self.sequential else list(batches[point])
 
     def points(self, n_batches: int) -> list[int]:
         """Batch indices after which the model is evaluated."""
@@ -125,9 +135,8 @@ class EditorSource(EditSource):
         self.name = editor.name
         self.manifest = dict(manifest or {})
         self.failures: list[dict] = []
-        self._base: WeightSnapshot | None = None
+        self._base: WeightSnapshot | None = None  # the unedited weights, once an edit of the sequence took effect
         self._guards: dict[str, str] = {}
-        self._applied = False  # an edit of this sequence took effect
 
     def prepare(self, adapter) -> None:
         t0 = time.perf_counter()
@@ -135,22 +144,22 @@ class EditorSource(EditSource):
         self.stats_seconds += time.perf_counter() - t0
 
     def begin(self, adapter) -> None:
-        self._base = WeightSnapshot(adapter.lm, self.editor.edited_modules(adapter))
+        self._base = None
         self._guards = {}
-        self._applied = False
 
     def edit(self, adapter, index: int, batch: list) -> None:
         try:
             res = self.editor.edit(adapter, requests_from_records(batch))
             self.edit_seconds += res.seconds
-            self._applied = True
+            if self._base is None:  # the first edit that took effect: its backup is the unedited weights
+                self._base = WeightSnapshot(adapter.lm, saved=res.applied.backup)
         except EditGuardError as e:
             self.failures.append({"cases": e.cases, "layer": e.layer, "error": str(e)})
             self._guards.update({c: str(e) for c in e.cases})
 
     def checkpoint(self, adapter, point: int, batch: list, edited: list) -> EditedState:
         delta = None
-        if self._applied:
+        if self._base is not None:
             delta = WeightDelta(self._base.delta(), {
                 **self.manifest, "model": adapter.name, "editor": self.editor.name, "point": point,
                 "cases": [r.case_id for r in edited], "dtype": str(adapter.dtype).replace("torch.", "")})
@@ -223,12 +232,10 @@ def run_protocol(adapter, source: EditSource, batches: Sequence[list], protocol:
             before(None, [r for b in batches for r in b])
         source.begin(adapter)
         try:
-            edited: list = []
             for k, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress)):
                 source.edit(adapter, k, batch)
-                edited += batch
                 if k in points:
-                    at_point(source.checkpoint(adapter, k, batch, edited))
+                    at_point(source.checkpoint(adapter, k, batch, protocol.edited(batches, k)))
         finally:
             source.end(adapter)
         return

@@ -101,6 +101,12 @@ class RunFolder:
         """A ledger with at least one byte: a run was started here."""
         return self.ledger_path.exists() and self.ledger_path.stat().st_size > 0
 
+    def check_writable(self, *, resume: bool) -> None:
+        """A run may be written here: the folder holds none, or ``resume`` continues it."""
+        if self.has_run() and not resume:
+            raise RunFolderError(f"{self.path} already holds a run ({self.ledger_path.name}); pass --resume to continue "
+                                 "it or choose another --out")
+
     def require(self) -> "RunFolder":
         """Raise unless this is a run folder a reader can use (config.json and ledger.jsonl)."""
         if not self.config_path.exists() or not self.ledger_path.exists():
@@ -130,9 +136,7 @@ class RunFolder:
     def write_resolved(self, resolved: dict, *, resume: bool) -> None:
         """Write ``config.json``; on resume first check it matches the stored one (but for volatile fields)."""
         resolved = json.loads(json.dumps({"format": RUN_FORMAT, **resolved}, sort_keys=True))
-        if self.has_run() and not resume:
-            raise RunFolderError(f"{self.path} already holds a run ({self.ledger_path.name}); pass --resume to continue "
-                                 "it or choose another --out")
+        self.check_writable(resume=resume)
         if resume and self.has_run():
             if not self.config_path.exists():
                 raise RunFolderError(f"{self.path} has a ledger but no config.json: not a run folder this version can resume")

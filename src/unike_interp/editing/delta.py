@@ -140,9 +140,10 @@ class AppliedDelta:
 class WeightSnapshot:
     """Copies of some modules' weights, to diff against (the delta) and to restore exactly."""
 
-    def __init__(self, lm: torch.nn.Module, paths):
+    def __init__(self, lm: torch.nn.Module, paths=(), *, saved: dict[str, torch.Tensor] | None = None):
+        """Copy the weights of ``paths``, or adopt copies already made (``saved``, e.g. an applied edit's backup)."""
         self.lm = lm
-        self.saved = {p: lm.get_submodule(p).weight.detach().clone() for p in paths}
+        self.saved = dict(saved) if saved is not None else {p: lm.get_submodule(p).weight.detach().clone() for p in paths}
 
     def delta(self) -> dict[str, torch.Tensor]:
         return {p: (self.lm.get_submodule(p).weight.detach().float() - w0.float()).cpu() for p, w0 in self.saved.items()}

@@ -97,7 +97,7 @@ def record_run(run_dir: str | Path, out: str | Path, *, device=None, reoptimize:
     if missing:
         raise RunFolderError(f"{folder.ledger_path}: cases {missing[:5]} are not in the run's records")
     batches = [[by_id[c] for c in b if c in entries] for b in resolved["batches"]]
-    protocol = EditProtocol(spec.protocol, max(len(b) for b in resolved["batches"]))
+    protocol = EditProtocol.from_spec(spec, len(resolved["case_ids"]))
     if reoptimize:
         source = EditorSource(build_editor(spec, adapter, progress=progress))
         edits = "reoptimized"
