@@ -119,7 +119,7 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     args = ["analyze", "--model", "toy-bottleneck", "--editor", "rome", "--protocol", "batch", "--cases", "4",
             "--set", "stats_samples=3000", "--set", "n_prefixes=2", "--image-locality", "0", "--text-locality", "4",
-            "--bootstrap", "50", "--out", str(run), "--no-progress", "--json"]
+            "--bootstrap", "50", "--out", str(run), "--no-progress", "--json", "--trace-cases", "1"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_cases"] == 4 and (run / "analysis" / "activations.h5").exists()
@@ -129,6 +129,7 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
                 "generator_sensitivity.block.0", "text_drift_rel.resid.0.subject"):
         assert key in case, key
     assert set(summary["aucs"]) == {"vqa_direct", "vqa_reasoning"} and "edit_strength" in summary["aucs"]["vqa_direct"]
+    assert stats["tracing"]["n_cases"] == 1 and len(stats["interventions"]["per_case"]) == 4
     # resume: everything recorded, nothing re-recorded
     with h5py.File(run / "analysis" / "activations.h5", "r") as f:
         n = len(f["cases"])

@@ -143,24 +143,101 @@ def test_masked_mean():
 
 def test_auc_table():
     y = np.array([False, False, True, True])
-    t = auc_table({"up": [1.0, 2.0, 3.0, 4.0], "down": [4.0, 3.0, 2.0, 1.0]}, y)
+    t = auc_table({"up": [1.0, 2.0, 3.0, 4.0], "down": [4.0, 3.0, 2.0, 1.0]}, y, min_class=1)
     assert t["up"]["auc"] == pytest.approx(1.0) and t["up"]["direction"] == "higher->success"
     assert t["down"]["auc"] == pytest.approx(0.0) and t["down"]["direction"] == "lower->success"
     assert (t["up"]["n"], t["up"]["n_success"], t["up"]["n_fail"]) == (4, 2, 2)
+    assert t["up"]["refused"] is None and t["up"]["ci_low"] == t["up"]["ci_high"] == pytest.approx(1.0)
 
-    one = auc_table({"s": [1.0, 2.0, 3.0]}, [True, True, True])["s"]
+    one = auc_table({"s": [1.0, 2.0, 3.0]}, [True, True, True], min_class=1)["s"]
     assert one["auc"] is None and one["direction"] is None and one["n_fail"] == 0
+    assert one["ci_low"] is None and one["refused"] == "fewer than 1 failures (0)"
 
-    t = auc_table({"s": [1.0, nan, 3.0, 4.0, nan]}, [False, True, True, True, False])["s"]
+    t = auc_table({"s": [1.0, nan, 3.0, 4.0, nan]}, [False, True, True, True, False], min_class=1)["s"]
     assert t["auc"] == pytest.approx(1.0)
     assert (t["n"], t["n_success"], t["n_fail"], t["n_dropped"]) == (3, 2, 1, 2)
 
     # dropping nans can leave a single class
-    t = auc_table({"s": [nan, 2.0, 3.0]}, [False, True, True])["s"]
+    t = auc_table({"s": [nan, 2.0, 3.0]}, [False, True, True], min_class=1)["s"]
     assert t["auc"] is None and t["n"] == 2
 
     with pytest.raises(ValueError, match="shape"):
         auc_table({"s": [1.0, 2.0]}, [True, False, True])
+    with pytest.raises(ValueError, match="min_class"):
+        auc_table({"s": [1.0, 2.0]}, [True, False], min_class=0)
+
+
+def test_auc_hand_value_equals_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    # successes 3, 5, 2; failures 1, 2, 4: pairs above = (3>1,3>2) + (5>1,5>2,5>4) + (2>1) = 6, one tie (2, 2)
+    v, y = [3.0, 5.0, 2.0, 1.0, 2.0, 4.0], [True, True, True, False, False, False]
+    t = auc_table({"s": v}, y, min_class=3)["s"]
+    assert t["auc"] == pytest.approx((6 + 0.5) / 9) == pytest.approx(roc_auc_score(y, v))
+    rng = np.random.default_rng(3)
+    v, y = rng.integers(0, 6, 40).astype(float), rng.random(40) < 0.5  # many ties
+    assert auc_table({"s": v}, y, min_class=1)["s"]["auc"] == pytest.approx(roc_auc_score(y, v))
+
+
+def test_auc_refused_below_min_class():
+    rng = np.random.default_rng(0)
+    for n_s, refused in ((9, "fewer than 10 successes (9)"), (10, None)):
+        y = np.arange(40) < n_s
+        t = auc_table({"s": rng.standard_normal(40) + y}, y)["s"]
+        assert t["refused"] == refused and (t["auc"] is None) == (refused is not None)
+        assert (t["n_success"], t["n_fail"]) == (n_s, 40 - n_s)
+    fail = np.arange(40) >= 31  # 9 failures
+    t = auc_table({"s": rng.standard_normal(40)}, ~fail)["s"]
+    assert t["refused"] == "fewer than 10 failures (9)"
+    t = auc_table({"s": [1.0] * 5}, [True] * 2 + [False] * 3)["s"]
+    assert t["refused"] == "fewer than 10 successes (2) and fewer than 10 failures (3)"
+
+
+def test_auc_interval_contains_the_estimate_and_shrinks_with_n():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (30, 300):
+        y = np.arange(n) < n // 2
+        v = rng.standard_normal(n) + 0.8 * y
+        t = auc_table({"s": v}, y, seed=0)["s"]
+        assert t["ci_low"] <= t["auc"] <= t["ci_high"] and 0.5 < t["auc"]
+        widths.append(t["ci_high"] - t["ci_low"])
+    assert widths[1] < 0.6 * widths[0]  # ~ 1/sqrt(10) in theory
+    again = auc_table({"s": v}, y, seed=0)["s"]
+    assert (again["ci_low"], again["ci_high"]) == (t["ci_low"], t["ci_high"])  # seeded
+
+
+def test_auc_bootstrap_vectorised_equals_naive_loop():
+    """The U-statistic over draw counts equals sklearn on each resample drawn the documented way."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    y = rng.random(25) < 0.45
+    v = np.round(rng.standard_normal(25) + y, 1)  # rounded: ties inside resamples
+    v[3] = nan
+    n_boot, seed = 200, 7
+    t = auc_table({"s": v}, y, n_boot=n_boot, seed=seed, min_class=5)["s"]
+    keep = np.isfinite(v)
+    pos, neg = v[keep & y], v[keep & ~y]
+    draw = np.random.default_rng(seed)
+    idx_s = draw.integers(0, len(pos), size=(n_boot, len(pos)))
+    idx_f = draw.integers(0, len(neg), size=(n_boot, len(neg)))
+    boot = [roc_auc_score([True] * len(pos) + [False] * len(neg), np.r_[pos[i], neg[j]])
+            for i, j in zip(idx_s, idx_f)]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert (t["ci_low"], t["ci_high"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+    assert t["auc"] == pytest.approx(roc_auc_score(y[keep], v[keep]))
+
+
+def test_auc_table_is_fast():
+    import time
+
+    rng = np.random.default_rng(0)
+    y = rng.random(100) < 0.3
+    cols = {f"s{i}": rng.standard_normal(100) for i in range(300)}
+    t0 = time.perf_counter()
+    t = auc_table(cols, y)
+    assert time.perf_counter() - t0 < 5.0 and all(r["ci_low"] is not None for r in t.values())
 
 
 # ----------------------------------------------------------------------------- probes
@@ -303,12 +380,106 @@ def test_registry_drives_the_statistics_and_the_figures(tmp_path):
     assert {o[0] for o in owners.values()} == {s for s in STATISTICS if s.compute is not None}
     for cid, s in strengths.items():
         assert per_case[cid][EDIT_STRENGTH.name] == pytest.approx(s)
+        # constant slots: the subject slot (LM position 0) and all slots give the same strength
+        assert per_case[cid]["edit_strength.subject"] == pytest.approx(s) == per_case[cid]["edit_strength.slots"]
+        assert per_case[cid]["value_direction.aligned"] == 1.0 and per_case[cid]["value_direction.slots"] == 3
         assert (REASONING.format("strength_total") in per_case[cid]) == (int(cid.split("-")[1]) % 2 == 1)
 
     stats = run_statistics(adapter, store, entries, seed=0)
     assert stats["summary"]["probes"]["skipped"] and set(stats["per_case"]) == set(strengths)
     assert set(stats["summary"]["aucs"]["vqa_direct"]) == names
     res = plots.render(stats, None, tmp_path / "figures", strict=True)
-    assert set(res.skipped) == {"modality_gap", "probe_accuracy"}  # no table.json; no value table
+    # no table.json; no value table; the causal analyses are analyze_run's, not run_statistics'
+    assert set(res.skipped) == {"modality_gap", "probe_accuracy", "intervention_verdicts", "intervention_gain",
+                                "causal_tracing", "knowledge_source"}
     assert {Path(p).name for p in res.written} == {f"{f.name}.{ext}" for f in FIGURES for ext in ("png", "pdf")
                                                    if f.name not in res.skipped}
+
+
+# ----------------------------------------------------------------------------- position-aligned readers
+
+
+def _acts(cond, positions, subject_last):
+    return {"cond.tensor": np.asarray(cond, dtype=float), "_lm_positions": np.asarray(positions),
+            "_subject_last": np.asarray(subject_last)}
+
+
+def _aligned_case(subject_last=6, post_positions=(5, 6, 7), ref_new=((1, 0), (2, 1), (1, 3))):
+    """Refs (3 slots, C = 2) differ at slots 1 and 2 by [2, 0] and [0, 2] -> d_a = [1, 1] (pooled d =
+    [2/3, 2/3]). Direct prompt at LM positions 5, 6, 7, subject slot 1 (position 6); ΔC = [[0, 0], [2, 0],
+    [0, 1]] against C_pre = [[1, 0], [0, 2], [3, 0]]."""
+    from unike_interp.interp.statistics import CaseActivations
+
+    old = _acts([[1, 0], [0, 1], [1, 1]], [0, 1, 2], -1)
+    new = _acts(ref_new, np.arange(len(ref_new)), -1)
+    pre = {"direct": _acts([[1, 0], [0, 2], [3, 0]], [5, 6, 7], subject_last), "ref_old": old, "ref_new": new}
+    post = {"direct": _acts([[1, 0], [2, 2], [3, 1]], post_positions, subject_last), "ref_old": old, "ref_new": new}
+    return CaseActivations(pre, post, None, 2)
+
+
+def _all_stats(case):
+    from unike_interp.interp.statistics import STATISTICS
+
+    return {n: v for st in STATISTICS if st.applies(case) for n, v in st.evaluate(case).items()}
+
+
+def test_value_direction_aligned_and_pooled():
+    from unike_interp.interp.stats import value_direction
+
+    vd = value_direction([[1, 0], [2, 1], [1, 3]], [[1, 0], [0, 1], [1, 1]])
+    np.testing.assert_allclose(vd["d"], [1.0, 1.0])
+    assert vd["aligned"] and vd["slots"] == 2
+    vd = value_direction([[1, 0], [2, 1]], [[1, 0], [0, 1], [1, 1]])  # slot counts differ -> pooled
+    np.testing.assert_allclose(vd["d"], [1.5 - 2 / 3, 0.5 - 2 / 3])
+    assert not vd["aligned"] and vd["slots"] == 0
+    vd = value_direction([[1, 0], [0, 1]], [[1, 0], [0, 1 + 1e-7]])  # float noise is no difference
+    assert vd["slots"] == 0 and not np.any(vd["d"])
+
+
+def test_position_aligned_statistics_hand_values():
+    got = _all_stats(_aligned_case())
+    want = {
+        # pooled, unchanged: Δc = [2/3, 1/3], c_pre = [4/3, 2/3], d = [2/3, 2/3]
+        "cond_drift": 0.5, "projection_cos": 3 / math.sqrt(10), "edit_strength": 0.75,
+        # subject slot: Δ = [2, 0], c_pre = [0, 2], d_a = [1, 1]
+        "cond_drift.subject": 1.0, "projection_cos.subject": 1 / S2, "edit_strength.subject": 1.0,
+        # all slots: |ΔC|_F = sqrt(5), |C_pre|_F = sqrt(14), sum_s <ΔC_s, d_a> = 3, S = 3, |d_a|^2 = 2
+        "cond_drift.slots": math.sqrt(5 / 14), "projection_cos.slots": 3 / math.sqrt(5 * 3 * 2),
+        "edit_strength.slots": 3 / (3 * 2),
+        "value_direction.aligned": 1.0, "value_direction.slots": 2.0,
+    }
+    assert {n: got[n] for n in want} == pytest.approx(want)
+    assert set(got) == set(want)
+
+
+def test_subject_reader_absent_without_a_subject_slot():
+    for case in (_aligned_case(subject_last=-1),  # the prompt lacks the subject
+                 _aligned_case(subject_last=2)):  # no slot reads the subject (learned queries after the prompt)
+        got = _all_stats(case)
+        assert not any(n.endswith(".subject") for n in got)
+        assert got["edit_strength.slots"] == pytest.approx(0.5)
+    # post at other LM positions: no slot-by-slot comparison, the subject slot still matches
+    got = _all_stats(_aligned_case(post_positions=(4, 6, 7)))
+    assert "cond_drift.slots" not in got and got["cond_drift.subject"] == pytest.approx(1.0)
+    # refs of different lengths: pooled d_a, recorded
+    got = _all_stats(_aligned_case(ref_new=((1, 0), (2, 1))))
+    assert got["value_direction.aligned"] == 0.0 and "value_direction.slots" not in got
+    d = np.array([1.5 - 2 / 3, 0.5 - 2 / 3])
+    assert got["edit_strength.subject"] == pytest.approx(np.dot([2, 0], d) / np.dot(d, d))
+
+
+def test_format_aucs_reports_intervals_and_refusals_once():
+    from unike_interp.interp.analyze import format_aucs
+
+    def row(auc, reason=None):
+        return {"auc": auc, "ci_low": None if auc is None else auc - 0.1, "ci_high": None if auc is None else auc + 0.1,
+                "refused": reason, "n_success": 12, "n_fail": 88}
+
+    why = "fewer than 10 successes (5)"
+    summary = {"aucs": {"vqa_direct": {"a": row(0.55), "b": row(0.2), "c": row(None, why), "d": row(None, why)},
+                        "vqa_reasoning": {"a": row(None, why), "b": row(0.7), "c": row(0.9), "d": row(None, why)}}}
+    lines = format_aucs(summary).splitlines()
+    assert [ln.split()[0] for ln in lines[1:4]] == ["b", "a", "c"]  # direct |auc - .5| first, then reasoning-only
+    assert "0.200 [0.10, 0.30] 12/88" in lines[1] and "refused" in lines[2]
+    assert sum(why in ln for ln in lines) == 2  # once per outcome
+    assert lines[-2] == f"refused for VQA direct, 2 statistic(s): {why}: c, d"

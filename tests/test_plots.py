@@ -56,19 +56,62 @@ def _stats(model: str, editor: str, *, bottleneck: bool, n: int = 6, layers: int
     success = {"vqa_direct": {c: i < 2 for i, c in enumerate(cases)},
                "vqa_reasoning": {c: i < 4 for i, c in enumerate(cases)}}
     names = sorted({k for v in per_case.values() for k in v})
-    aucs = {key: {nm: {"auc": float(rng.uniform(0, 1)), "direction": "higher->success", "n": n,
-                       "n_success": sum(s.values()), "n_fail": n - sum(s.values()), "n_dropped": 0}
-                  for nm in names} for key, s in success.items()}
-    aucs["vqa_reasoning"]["cond_drift"]["auc"] = None  # undefined AUC -> drawn as n/a
+    aucs = {}
+    for key, s in success.items():
+        aucs[key] = {}
+        for nm in names:
+            a = float(rng.uniform(0.1, 0.9))
+            aucs[key][nm] = {"auc": a, "ci_low": a - 0.1, "ci_high": a + 0.1, "refused": None,
+                             "direction": "higher->success", "n": n, "n_success": sum(s.values()),
+                             "n_fail": n - sum(s.values()), "n_dropped": 0}
+    aucs["vqa_reasoning"]["cond_drift"].update(auc=None, ci_low=None, ci_high=None,  # refused -> drawn as such
+                                               refused="fewer than 10 failures (2)")
     shift = {"n": 3, "reads_new": 0.0, "reads_old": 1.0, "reads_other": 0.0, "p_new": 0.1, "p_old": 0.8}
-    probes = {"color": {"cv_accuracy": 0.6, "chance": 0.2, "pre": shift,
-                        "post": {**shift, "reads_new": 0.67, "reads_old": 0.33}},
+    # color as probe_run writes it (validated probes beside the generator); shape as older stats.json did
+    probes = {"color": {"cv_accuracy": 0.95, "chance": 0.2, "validated": True,
+                        "generator": {"image-seen": 1.0, "text-only": 0.3, "all": 0.85},
+                        "best_by_model": {"linear": {"cv_accuracy": 0.95, "reader": "subject"},
+                                          "mlp": {"cv_accuracy": 0.9, "reader": "slots"}},
+                        "pre": shift, "post": {**shift, "reads_new": 0.67, "reads_old": 0.33}},
               "shape": {"cv_accuracy": 0.4, "chance": 0.25},
               "size": {"skipped": "one class only"}}
     summary = {"model": model, "editor": editor, "n_cases": n, "aucs": aucs,
                "means": {nm: {"all": 0.0, "vqa_direct_success": 0.0, "vqa_direct_fail": 0.0} for nm in names},
                "probes": probes}
-    return {"summary": summary, "per_case": per_case, "success": success}
+    return {"summary": summary, "per_case": per_case, "success": success, **_causal(cases, success, rng, layers)}
+
+
+def _causal(cases, success, rng, layers) -> dict:
+    """The interventions / tracing / knowledge_source entries, built by the functions analyze uses."""
+    from types import SimpleNamespace
+
+    from unike_interp.interp.interventions import InterventionConfig, summarize_interventions, verdict_of
+    from unike_interp.interp.knowledge_source import outcome_table, summarize_swaps
+    from unike_interp.interp.tracing import TraceCase, summarize_traces
+
+    cfg = InterventionConfig()
+    per_case, entries, records, swaps, traced = {}, {}, {}, {}, {}
+    for i, c in enumerate(cases):
+        oc = {n: {"verdict": bool(rng.random() < 0.3), "p_new": float(rng.random())} for n in cfg.names()}
+        oc["gain:1"]["verdict"] = success["vqa_direct"][c]
+        per_case[c] = {**verdict_of(oc, cfg), "outcomes": oc}
+        ok = success["vqa_direct"][c]
+        entries[c] = SimpleNamespace(split="image-seen" if i % 3 else "text-only", category=c.rsplit("-", 1)[1],
+                                     succeeded=lambda s, im, ok=ok: ok,
+                                     stages={"stage_1": {"pre": {"vqa_gt": {"verdict": True, "predicted": "red"}},
+                                                         "direct": {"vqa": {"verdict": ok,
+                                                                            "predicted": "blue" if ok else "red"}}}})
+        records[c] = SimpleNamespace(stage_1=SimpleNamespace(gt="red", gt_target="blue"))
+        swaps[c] = {"donor": "y", "single_token": False, "lm_from_donor": {"follows": ["lm", "name", "other"][i % 3]},
+                    "name_from_donor": {"follows": ["name", "lm", "other"][i % 3]}}
+        groups = {"first": [0], "subject_first": [1], "subject_last": [2]}
+        traced[c] = TraceCase(c, groups, 0.0, 0.8, {d: np.where(np.isin(np.arange(7), [0, 2, 4]), rng.random((layers, 7)),
+                                                                  np.nan) for d in ("restore", "inject")})
+    iv = summarize_interventions(per_case, entries, cfg)
+    return {"interventions": {"summary": iv, "per_case": per_case},
+            "tracing": summarize_traces(traced, num_layers=layers, edit_layers=[0]),
+            "knowledge_source": {"outcomes": outcome_table(entries, records, cases),
+                                 "swap": summarize_swaps(swaps, entries)}}
 
 
 def _write_run(root: Path, model: str, editor: str, *, bottleneck: bool) -> Path:
@@ -154,3 +197,18 @@ def test_cli_every_figure_and_list(runs, tmp_path):
     _assert_files(out, ALL)
     listed = _figures_cli("--list").stdout.splitlines()
     assert [line.split()[0] for line in listed] == ALL
+
+
+def test_auc_table_figure_bars_and_refusals(tmp_path):
+    """Bars with whiskers where AUCs are reported; a message panel where every AUC is refused."""
+    stats = _stats("toy-direct", "memit", bottleneck=False)
+    fig = plots.fig_auc_table(stats, None)
+    assert len(fig.axes) == 2 and "success" in fig.axes[0].get_title()
+    assert len(fig.axes[0].patches) >= 20  # one bar per shown statistic
+    for row in stats["summary"]["aucs"]["vqa_reasoning"].values():
+        row.update(auc=None, ci_low=None, ci_high=None, refused="fewer than 10 successes (4)")
+    fig = plots.fig_auc_table(stats, None)
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert any("fewer than 10 successes (4)" in t for t in texts) and not fig.axes[1].patches
+    plots.save(fig, tmp_path, "auc_table")
+    assert (tmp_path / "auc_table.png").exists()

@@ -13,6 +13,7 @@ from unike_interp.bench.spec import RunSpec
 from unike_interp.editing import make_editor
 from unike_interp.editing.stats import StatsCache
 from unike_interp.interp.analyze import analyze_run
+from unike_interp.interp.interventions import FAILED_VERDICTS
 from unike_interp.interp.recorder import Recorder
 from unike_interp.bench.entries import CaseEntry
 from unike_interp.interp.replay import NoStoredDeltasError, _record_chunked, case_prompts
@@ -69,8 +70,17 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
         assert (run / (p.delta.path + ".safetensors")).exists() and len(p.delta.sha256) == 64
 
     _forbid_editing(monkeypatch)
-    summary = analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False)
+    summary = analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False, trace_cases=2)
     assert summary["edits"] == "stored" and summary["n_cases"] == 4
+    # the causal analyses: the gain-1 redraw from the recorded conditioning is the judged image's verdict,
+    # every failed case has a verdict, two cases traced at the edited layers
+    stats = json.loads((run / "analysis" / "stats.json").read_text())
+    iv = stats["interventions"]["summary"]
+    assert iv["bench_agreement"] == 1.0 and iv["n_cases"] == 4
+    assert sum(iv["verdicts"]["all"]["all"][v]["count"] for v in FAILED_VERDICTS) == iv["n_failed"]
+    assert stats["tracing"]["n_cases"] == 2 and stats["tracing"]["edit_layers"] == sorted(
+        {int(m.split(".")[2]) for m in folder.load_delta(points[0].delta).modules})
+    assert set(stats["knowledge_source"]) >= {"outcomes", "swap"}
     store = ActivationStore.open(run / "analysis" / "activations.h5")
     for cid, attrs in store.iter_cases():
         assert attrs["edit_hash"] == points[int(attrs["batch"])].delta.sha256

@@ -166,7 +166,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .bench.pipeline import run_bench
-    from .interp.analyze import analyze_run, format_aucs
+    from .interp.analyze import analyze_run, format_aucs, format_causal
 
     if not args.run and not args.out:
         raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
@@ -176,11 +176,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         run_bench(spec_from_args("analyze", args), run, resume=RunFolder(run).ledger_path.exists(),
                   progress=not args.no_progress)
+    if args.trace_cases < 0:
+        raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
     summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, interventions=not args.no_interventions,
+                          trace_cases=args.trace_cases)
     print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} ({summary['edits']} edits, "
           f"recorded in {summary['record_seconds']:.1f} s): {summary['hdf5']}")
     print(format_aucs(summary))
+    if causal := format_causal(summary):
+        print(causal)
     for fig in summary.get("figures", []) or []:
         print(f"figure: {fig}")
     return _finish(args, summary)
@@ -303,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reoptimize", action="store_true",
                    help="run the editor again instead of replaying stored deltas (runs that stored none)")
     p.add_argument("--out", help="without --run: the run folder of the benchmark run analyze makes first")
+    p.add_argument("--no-interventions", action="store_true",
+                   help="skip the conditioning interventions, the subject-state swap and the tracing (default: run them "
+                        "where the model can draw from a given conditioning)")
+    p.add_argument("--trace-cases", type=int, default=20,
+                   help="cases the cross-modal causal tracing traces, those whose image moved most (default: 20; 0: none)")
     _run_flags(p, "analyze")
 
     add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")

@@ -87,8 +87,10 @@ class RunFolder:
 
     @staticmethod
     def analysis_file(analysis_dir: str | Path, name: str) -> Path:
-        """A file of an analysis folder: ``activations`` (HDF5), ``stats`` (JSON) or ``figures`` (a folder)."""
-        files = {"activations": "activations.h5", "stats": "stats.json", "figures": "figures"}
+        """A file of an analysis folder: ``activations`` (HDF5), ``stats`` (JSON), ``interventions`` (JSON
+        Lines of finished cases, so a killed analysis resumes) or ``figures`` (a folder)."""
+        files = {"activations": "activations.h5", "stats": "stats.json", "interventions": "interventions.jsonl",
+                 "figures": "figures"}
         if name not in files:
             raise KeyError(f"an analysis folder holds {', '.join(files)}, not {name!r}")
         return Path(analysis_dir) / files[name]

@@ -33,6 +33,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from . import statistics as R  # noqa: E402  (the registry of figures and statistics)
+from .figure_common import FigureSkipped  # noqa: E402
+from .figure_common import model_editor as _model_editor  # noqa: E402,F401
+from .figure_common import title as _title  # noqa: E402
 
 __all__ = [
     "FigureSkipped", "PLOTS", "RenderResult", "save", "load_run", "render", "render_all", "render_figure",
@@ -47,25 +50,7 @@ C_FAIL, C_OK = "#d55e00", "#009e73"
 C_SUBJECT, C_PROMPT = "#0072b2", "#e69f00"
 
 
-class FigureSkipped(Exception):
-    """The figure's data is absent from these results (the message says what is missing)."""
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _model_editor(stats: dict | None, table: dict | None) -> tuple[str, str]:
-    s = (stats or {}).get("summary", {})
-    t = table or {}
-    return str(s.get("model") or t.get("model") or "?"), str(s.get("editor") or t.get("editor") or "?")
-
-
-def _title(fig: Figure, what: str, stats: dict | None, table: dict | None, n: int | None = None) -> None:
-    model, editor = _model_editor(stats, table)
-    if n is None:
-        n = (stats or {}).get("summary", {}).get("n_cases")
-    tail = f"  (n = {n} cases)" if n is not None else ""
-    fig.suptitle(f"{what}\n{model} × {editor}{tail}", fontsize=11)
 
 
 def _per_case(stats: dict | None) -> dict[str, dict[str, float]]:
@@ -108,10 +93,6 @@ def _require_stats(stats: dict | None) -> dict:
     if not stats or not _per_case(stats):
         raise FigureSkipped("no per-case statistics (stats.json absent or empty)")
     return stats
-
-
-def _fmt_auc(a) -> str:
-    return "n/a" if a is None or not np.isfinite(a) else f"{a:.2f}"
 
 
 # --------------------------------------------------------------------------- figures
@@ -371,8 +352,12 @@ def fig_reasoning_decomposition(stats: dict, table: dict | None = None) -> Figur
 
 
 def fig_probe_accuracy(stats: dict, table: dict | None = None) -> Figure:
-    """Per category: the value probe's cross-validated accuracy vs chance; reads_new / reads_old pre vs post edit."""
-    probes = ((stats or {}).get("summary") or {}).get("probes")
+    """Per category: how often the best probe (best reader and template set; linear and MLP) reads a
+    held-out subject's value from the conditioning, beside how often the generator draws it (image-seen
+    and text-only subjects), chance marked, a tick over validated categories; then, where cases were
+    read, the share read as the new / old value before and after the edit."""
+    summary = (stats or {}).get("summary") or {}
+    probes = summary.get("probes")
     if not probes:
         raise FigureSkipped("no probes in stats.json")
     if isinstance(probes.get("skipped"), str):
@@ -381,44 +366,68 @@ def fig_probe_accuracy(stats: dict, table: dict | None = None) -> Figure:
     trained = [c for c in cats if probes[c].get("cv_accuracy") is not None]
     if not trained:
         raise FigureSkipped("no probe was trained: " + "; ".join(f"{c}: {probes[c].get('skipped')}" for c in cats))
+
+    def probe_acc(c: str, model: str):
+        best = (probes[c].get("best_by_model") or {}).get(model)
+        if best is not None:
+            return best.get("cv_accuracy")
+        # a stats.json from before the MLP probes: its one linear probe
+        return probes[c].get("cv_accuracy") if model == "linear" else None
+
+    gen = {c: probes[c].get("generator") or {} for c in cats}
+    bars = [("probe, linear", "#0072b2", lambda c: probe_acc(c, "linear")),
+            ("probe, small MLP", "#56b4e9", lambda c: probe_acc(c, "mlp")),
+            ("generator, image-seen subjects", "#009e73", lambda c: gen[c].get("image-seen")),
+            ("generator, text-only subjects", "#cc79a7", lambda c: gen[c].get("text-only"))]
+    bars = [b for b in bars if any(b[2](c) is not None for c in cats)]
     shifted = [c for c in trained if probes[c].get("pre") and probes[c].get("post")]
     ncol = 2 if shifted else 1
-    fig, axes = plt.subplots(1, ncol, figsize=(0.75 * len(cats) + 2.5 + (0.9 * len(shifted) + 2.5 if shifted else 0), 4.6),
-                             constrained_layout=True, squeeze=False,
-                             gridspec_kw={"width_ratios": [max(len(cats), 1)] + ([max(len(shifted), 2)] if shifted else [])})
+    width = 1.1 * len(cats) + 3.0 + (0.9 * len(shifted) + 2.5 if shifted else 0)
+    ratios = [max(len(cats), 1)] + ([max(len(shifted), 2)] if shifted else [])
+    fig, axes = plt.subplots(1, ncol, figsize=(width, 5.0), constrained_layout=True, squeeze=False,
+                             gridspec_kw={"width_ratios": ratios})
     ax = axes[0][0]
     x = np.arange(len(cats))
-    acc = [probes[c].get("cv_accuracy") for c in cats]
-    ax.bar(x, [np.nan if a is None else 100 * a for a in acc], 0.6, color="#0072b2", label="CV accuracy")
+    w = 0.8 / len(bars)
+    for j, (label, color, get) in enumerate(bars):
+        vals = [get(c) for c in cats]
+        ax.bar(x - 0.4 + w * (j + 0.5), [np.nan if v is None else 100 * v for v in vals], w * 0.92, color=color,
+               label=label)
     for i, c in enumerate(cats):
         ch = probes[c].get("chance")
         if ch is not None:
-            ax.hlines(100 * ch, i - 0.38, i + 0.38, colors="black", linestyles="--", lw=1.5,
-                      label="chance" if i == 0 or "chance" not in ax.get_legend_handles_labels()[1] else None)
+            ax.hlines(100 * ch, i - 0.42, i + 0.42, colors="black", linestyles="--", lw=1.2,
+                      label="chance (always the commonest value)" if i == 0 else None)
         if probes[c].get("cv_accuracy") is None:
-            ax.text(i, 2, "skipped", rotation=90, ha="center", va="bottom", fontsize=8, color="grey")
+            ax.text(i, 2, "no probe", rotation=90, ha="center", va="bottom", fontsize=8, color="grey")
+        elif probes[c].get("validated"):
+            ax.text(i, 101, "✓", ha="center", va="bottom", fontsize=11, color=C_OK)
     ax.set_xticks(x, cats, rotation=45, ha="right")
     ax.set_xlim(-0.6, len(cats) - 0.4)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("pre-edit value probe (folds grouped by subject)", fontsize=9)
+    ax.set_ylabel("values read or drawn correctly (%)")
+    ax.set_ylim(0, 125)  # headroom for the ticks and the legend
+    ax.set_yticks(np.arange(0, 101, 20))
+    ax.set_title("probes scored on subjects they never saw (grouped CV); ✓ = a probe reads at least as well as\n"
+                 "the generator draws image-seen subjects (or >= 90%)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", ncol=3)
     if shifted:
         ax = axes[0][1]
         x = np.arange(len(shifted))
         w = 0.2
-        spec = (("pre", "reads_new", "#9ad0b9", "new value, pre"), ("post", "reads_new", C_OK, "new value, post"),
-                ("pre", "reads_old", "#f2b48c", "old value, pre"), ("post", "reads_old", C_FAIL, "old value, post"))
+        spec = (("pre", "reads_new", "#9ad0b9", "new value, before the edit"),
+                ("post", "reads_new", C_OK, "new value, after"),
+                ("pre", "reads_old", "#f2b48c", "old value, before"), ("post", "reads_old", C_FAIL, "old value, after"))
         for j, (state, key, color, lab) in enumerate(spec):
             vals = [probes[c][state].get(key) for c in shifted]
-            ax.bar(x - 1.5 * w + j * w, [np.nan if v is None else 100 * v for v in vals], w * 0.95, color=color, label=lab)
+            ax.bar(x - 1.5 * w + j * w, [np.nan if v is None else 100 * v for v in vals], w * 0.95, color=color,
+                   label=lab)
         ax.set_xticks(x, [f"{c}\n(n={probes[c]['post'].get('n', '?')})" for c in shifted], rotation=0)
-        ax.set_ylabel("cases read as (%)")
+        ax.set_ylabel("edited cases the probe reads as (%)")
         ax.set_ylim(0, 130)  # headroom for the legend
         ax.set_yticks(np.arange(0, 101, 20))
-        ax.set_title("probe on the edited cases' conditioning", fontsize=9)
+        ax.set_title("the probe used, on the edited cases' direct prompt", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
         ax.legend(fontsize=7, frameon=False, loc="upper right", ncol=2)
@@ -427,47 +436,70 @@ def fig_probe_accuracy(stats: dict, table: dict | None = None) -> Figure:
 
 
 def fig_auc_table(stats: dict, table: dict | None = None, *, top: int = 20) -> Figure:
-    """ROC AUC of each statistic for VQA direct / reasoning success; the ``top`` furthest from 0.5."""
+    """ROC AUC of each statistic for VQA direct / reasoning success with its 95% bootstrap interval.
+
+    One panel per outcome: horizontal bars from 0.5 to the AUC, whiskers the interval, the ``top``
+    statistics furthest from 0.5 (over the outcomes) as rows; a refused AUC (too few cases of one
+    outcome, :func:`~unike_interp.interp.stats.auc_table`) is written as "refused", and a panel whose
+    every AUC is refused shows the reason instead of bars.
+    """
     aucs = ((stats or {}).get("summary") or {}).get("aucs") or {}
     keys = [k for k in ("vqa_direct", "vqa_reasoning") if aucs.get(k)] + \
         [k for k in aucs if k not in ("vqa_direct", "vqa_reasoning") and aucs.get(k)]
     if not keys:
         raise FigureSkipped("no AUCs in stats.json")
 
-    def auc(k, n):
-        a = (aucs[k].get(n) or {}).get("auc")
+    def entry(k, n) -> dict:
+        return aucs[k].get(n) or {}
+
+    def auc(k, n) -> float:
+        a = entry(k, n).get("auc")
         return np.nan if a is None else float(a)
 
     names = sorted({n for k in keys for n in aucs[k]})
-    score = {n: np.nanmax([abs(auc(k, n) - 0.5) for k in keys]) if np.isfinite([auc(k, n) for k in keys]).any()
-             else -1.0 for n in names}
-    names = sorted(names, key=lambda n: (-score[n], n))[:top]
-    if not names:
-        raise FigureSkipped("no statistic has an AUC")
-    M = np.array([[auc(k, n) for k in keys] for n in names])
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(keys) + 0.06 * max(len(n) for n in names),
-                                    1.6 + 0.32 * len(names)), constrained_layout=True)
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(M), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
-    for i, n in enumerate(names):
-        for j, k in enumerate(keys):
-            a = M[i, j]
-            nn = (aucs[k].get(n) or {}).get("n")
-            txt = _fmt_auc(a) + (f"  n={nn}" if nn is not None else "")
-            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
-                    color="white" if np.isfinite(a) and abs(a - 0.5) > 0.3 else "black")
-    cols = []
-    for k in keys:
-        rows = [v for v in aucs[k].values() if isinstance(v, dict)]
-        ns = max(rows, key=lambda r: r.get("n") or 0) if rows else {}
-        cols.append(f"{SUCCESS_LABELS.get(k, k)}\n{ns.get('n_success', '?')} success / {ns.get('n_fail', '?')} fail")
-    ax.set_xticks(np.arange(len(keys)), cols, fontsize=9)
-    ax.xaxis.tick_top()
-    ax.set_yticks(np.arange(len(names)), names, fontsize=8)
-    cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
-    cb.set_label("AUC (0.5 = uninformative; >0.5: higher → success)", fontsize=8)
-    shown = f"top {len(names)} of {len(score)} by |AUC − 0.5|" if len(score) > len(names) else f"all {len(names)}"
-    _title(fig, f"{R.FIG_AUC_TABLE.title} ({shown})", stats, table)
+    reported = [n for n in names if np.isfinite([auc(k, n) for k in keys]).any()]
+    score = {n: np.nanmax([abs(auc(k, n) - 0.5) for k in keys]) for n in reported}
+    shown = sorted(reported, key=lambda n: (-score[n], n))[:top]
+    rows = max(len(shown), 3)
+    width = 0.06 * max((len(n) for n in shown), default=20)
+    fig, axes = plt.subplots(1, len(keys), figsize=(1.5 + width + 3.6 * len(keys), 1.9 + 0.3 * rows),
+                             constrained_layout=True, squeeze=False, sharey=True)
+    y = np.arange(len(shown))
+    for j, (ax, k) in enumerate(zip(axes[0], keys)):
+        ents = [v for v in aucs[k].values() if isinstance(v, dict)]
+        most = max(ents, key=lambda r: r.get("n") or 0) if ents else {}
+        ax.set_title(f"{SUCCESS_LABELS.get(k, k)}: {most.get('n_success', '?')} success / "
+                     f"{most.get('n_fail', '?')} fail", fontsize=9)
+        ax.axvline(0.5, ls="--", lw=1, color="grey", zorder=0)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("AUC  (0.5 = uninformative; > 0.5: higher → success)", fontsize=8)
+        every_refused = not any(e.get("auc") is not None for e in ents)
+        if every_refused:
+            why = sorted({e.get("refused") or "undefined" for e in ents})
+            ax.text(0.5, 0.5, "no AUC reported:\n" + "\n".join(why) + "\n(every statistic refused)",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=10, color="#aa0000",
+                    bbox={"boxstyle": "round", "facecolor": "#fff3f3", "edgecolor": "#aa0000"})
+        for i, n in enumerate([] if every_refused else shown):
+            e, a = entry(k, n), auc(k, n)
+            if not np.isfinite(a):
+                ax.text(0.5, i, "refused" if e.get("refused") else "n/a", ha="center", va="center", fontsize=7,
+                        color="grey")
+                continue
+            lo, hi = e.get("ci_low"), e.get("ci_high")
+            err = None if lo is None or hi is None else [[max(a - lo, 0.0)], [max(hi - a, 0.0)]]
+            ax.barh(i, a - 0.5, left=0.5, height=0.6, color=C_OK if a >= 0.5 else C_FAIL, alpha=0.75,
+                    xerr=err, error_kw={"elinewidth": 1.1, "capsize": 3})
+            label = f"{a:.2f}" + ("" if err is None else f" [{lo:.2f}, {hi:.2f}]")
+            ax.text(0.02 if a >= 0.5 else 0.98, i, label, ha="left" if a >= 0.5 else "right", va="center",
+                    fontsize=7)  # on the side away from the bar and its whiskers
+        if j == 0:
+            ax.set_yticks(y, shown, fontsize=8)
+        ax.set_ylim(len(shown) - 0.5 if shown else 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+    what = (f"top {len(shown)} of {len(names)} by |AUC − 0.5|" if len(reported) > len(shown)
+            else f"{len(shown)} of {len(names)} reported")
+    _title(fig, f"{R.FIG_AUC_TABLE.title} with 95% bootstrap CI ({what})", stats, table)
     return fig
 
 
@@ -483,6 +515,9 @@ PLOTS: dict[R.Figure, Callable[..., Figure]] = {
     R.FIG_PROBES: fig_probe_accuracy,
     R.FIG_AUC_TABLE: fig_auc_table,
 }
+from .plots_causal import CAUSAL_PLOTS  # noqa: E402  (it draws with this module's helpers)
+
+PLOTS.update(CAUSAL_PLOTS)
 
 
 # --------------------------------------------------------------------------- files

@@ -48,6 +48,8 @@ class RecordedRun:
     spec: object
     edits: str                      # "stored" | "reoptimized"
     seconds: float
+    records: dict = None            # case id -> Record, every case of the run
+    run_dir: Path | None = None
 
 
 def case_prompts(adapter, record, entry: CaseEntry | None) -> dict[str, str]:
@@ -145,4 +147,4 @@ def record_run(run_dir: str | Path, out: str | Path, *, device=None, reoptimize:
     seconds = time.perf_counter() - t0
     echo(f"[analyze] recorded {len(store.complete_cases())} cases into {store.path} "
          f"({seconds:.1f} s this session; {edits} edits)")
-    return RecordedRun(adapter, store, entries, spec, edits, seconds)
+    return RecordedRun(adapter, store, entries, spec, edits, seconds, by_id, folder.path)

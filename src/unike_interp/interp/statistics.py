@@ -10,10 +10,29 @@ statistic is one compute function and one entry here (and, if it gets one, a fig
 
 Notation (``pre`` / ``post``: the unedited / edited model; every vector ``(C,)`` or ``(H,)``)::
 
-    c   = mean of the conditioning tensor over the positions that reach the generator
+    c   = mean of the conditioning tensor over the positions that reach the generator ("pooled")
     Δc  = c_post(direct) - c_pre(direct)                 the edit's shift of the conditioning
     d   = c_pre(ref_new) - c_pre(ref_old)                what spelling the new value out would do
     Δh  = h_post - h_pre of a text site at one token     (rows: the subject's / the prompt's last)
+
+Pooling mixes slots that do not correspond (the reasoning prompt's slots are not the direct
+prompt's), so the conditioning statistics also come position-aligned, per *reader* (the slots a
+statistic reads; :meth:`CaseActivations.aligned`), in families ``<name>.<reader>``::
+
+    subject   C = c[s*] (1, C), s* the slot whose LM position is the subject's last token
+              (absent where the prompt lacks the subject or no slot reads it, e.g. learned queries)
+    slots     C = c (S, C), every slot; only where pre and post have the same slots (same LM positions)
+    d_a       = stats.value_direction: mean over the slots where c_pre(ref_new) and c_pre(ref_old)
+              differ of their difference (pooled d when their slot counts differ; value_direction.*
+              records which)
+    ΔC        = C_post(direct) - C_pre(direct) (S, C);  D = d_a repeated over the S slots
+    cond_drift.<r>     = |ΔC|_F / |C_pre|_F
+    projection_cos.<r> = <ΔC, D> / (|ΔC|_F |D|)  = sum_s <ΔC_s, d_a> / (|ΔC|_F sqrt(S) |d_a|)
+    edit_strength.<r>  = <ΔC, D> / |D|^2         = sum_s <ΔC_s, d_a> / (S |d_a|^2)
+
+(the pooled formulas applied to the flattened ``(S C,)`` vectors). The plain ``cond_drift``, ``projection_cos`` and
+``edit_strength`` keep the pooled ``c`` and ``d`` so older results stay comparable; note
+``edit_strength.slots`` = ``<mean_s ΔC_s, d_a> / |d_a|^2``, the pooled shift on the aligned ``d``.
 """
 
 from __future__ import annotations
@@ -199,6 +218,46 @@ class CaseActivations:
         return S.projection(self.delta_c, self.direction)
 
     @cached_property
+    def value_direction(self) -> dict:
+        """``{"d": d_a (C,), "aligned": bool, "slots": int}``, :func:`~unike_interp.interp.stats.value_direction`
+        of ``c_pre(ref_new)``, ``c_pre(ref_old)`` (all slots)."""
+        return S.value_direction(self.pre["ref_new"]["cond.tensor"], self.pre["ref_old"]["cond.tensor"])
+
+    def subject_slot(self, state: str, kind: str = "direct") -> int | None:
+        """Index of the conditioning slot whose LM position is the subject's last token, or None (the
+        prompt lacks the subject, or no slot reads that position, or it was not recorded)."""
+        acts = getattr(self, state)[kind]
+        if "_lm_positions" not in acts or "_subject_last" not in acts or int(acts["_subject_last"]) < 0:
+            return None
+        hit = np.flatnonzero(np.asarray(acts["_lm_positions"]) == int(acts["_subject_last"]))
+        return int(hit[0]) if hit.size else None
+
+    @cached_property
+    def aligned(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """reader -> ``(C_pre, C_post)``, each ``(S, C)``, of the direct prompt's conditioning, for the
+        readers whose slots correspond in pre and post: ``subject`` (``S = 1``, the subject slot,
+        where both states have it at the same LM position) and ``slots`` (every slot, where both
+        states have the same LM positions). A reader that does not apply is absent."""
+        a, b = self.pre["direct"], self.post["direct"]
+        out = {}
+        # looked up per state: the edit changes no token, but a recording need not keep its slot order
+        i, j = self.subject_slot("pre"), self.subject_slot("post")
+        if i is not None and j is not None and a["_lm_positions"][i] == b["_lm_positions"][j]:
+            out["subject"] = (a["cond.tensor"][i:i + 1], b["cond.tensor"][j:j + 1])
+        pa, pb = a.get("_lm_positions"), b.get("_lm_positions")
+        if (pa is not None and pb is not None and a["cond.tensor"].shape == b["cond.tensor"].shape
+                and np.array_equal(pa, pb)):
+            out["slots"] = (a["cond.tensor"], b["cond.tensor"])
+        return out
+
+    @cached_property
+    def aligned_projection(self) -> dict[str, dict[str, np.ndarray]]:
+        """reader -> :func:`~unike_interp.interp.stats.projection` of the flattened ``ΔC`` ``(S C,)`` on
+        ``D`` = ``d_a`` repeated over the ``S`` slots (see the module docstring)."""
+        d = self.value_direction["d"]
+        return {r: S.projection((post - pre).ravel(), np.tile(d, len(pre))) for r, (pre, post) in self.aligned.items()}
+
+    @cached_property
     def text_drift(self) -> dict[str, dict[str, np.ndarray]]:
         """site (without ``text.``) -> :func:`~unike_interp.interp.stats.drift` of its two rows."""
         a, b = self.pre["direct"], self.post["direct"]
@@ -223,6 +282,21 @@ def _text_drift(measure: str) -> Callable[[CaseActivations], dict]:
 
 def _cond_drift(case: CaseActivations):
     return S.drift(case.c("pre", "direct"), case.c("post", "direct"))["relative"]
+
+
+def _cond_drift_aligned(case: CaseActivations) -> dict[str, float]:
+    return {r: S.drift(pre.ravel(), post.ravel())["relative"] for r, (pre, post) in case.aligned.items()}
+
+
+def _aligned_projection(measure: str) -> Callable[[CaseActivations], dict]:
+    def compute(case: CaseActivations) -> dict[str, float]:
+        return {r: p[measure] for r, p in case.aligned_projection.items()}
+    return compute
+
+
+def _value_direction(case: CaseActivations) -> dict[str, float]:
+    vd = case.value_direction
+    return {"aligned": float(vd["aligned"]), **({"slots": vd["slots"]} if vd["aligned"] else {})}
 
 
 def _alignment(case: CaseActivations):
@@ -255,12 +329,20 @@ FIG_GENERATOR = Figure("generator_sensitivity", "Generator sensitivity to the ed
 FIG_REASONING = Figure("reasoning_decomposition",
                        "Reasoning decomposition of the conditioning shift (mean ± s.e.m.; dots = cases)")
 FIG_PROBES = Figure("probe_accuracy",
-                    "Is the value linearly readable from the conditioning, and does the edit move it?")
+                    "Does a probe read the value from the conditioning as well as the generator draws it, "
+                    "and does the edit move it?")
 FIG_AUC_TABLE = Figure("auc_table", "Which statistic predicts the image outcome? ROC AUC")
+
+# the causal analyses (drawn by interp/plots_causal.py from stats.json's interventions / tracing / knowledge_source)
+FIG_VERDICTS = Figure("intervention_verdicts", "Why did the image not change? Verdict of each failed case")
+FIG_GAIN = Figure("intervention_gain", "Image outcome against the gain of the edit's conditioning change")
+FIG_TRACING = Figure("causal_tracing", "Cross-modal causal tracing: which LM states carry the edit into the image")
+FIG_KNOWLEDGE = Figure("knowledge_source", "Where the visual knowledge lives: the LM's subject state or the name")
 
 #: Every figure, in the order they are rendered.
 FIGURES: tuple[Figure, ...] = (FIG_MODALITY_GAP, FIG_DRIFT_BY_LAYER, FIG_EDIT_STRENGTH, FIG_ALIGNMENT, FIG_BOTTLENECK,
-                               FIG_GENERATOR, FIG_REASONING, FIG_PROBES, FIG_AUC_TABLE)
+                               FIG_GENERATOR, FIG_REASONING, FIG_PROBES, FIG_AUC_TABLE, FIG_VERDICTS, FIG_GAIN,
+                               FIG_TRACING, FIG_KNOWLEDGE)
 
 _REFS = ("direct", "ref_old", "ref_new")
 TEXT_DRIFT_REL = Statistic("text_drift_rel.<site>.<pos>", "|Δh| / |h_pre| of each text site, direct prompt",
@@ -273,6 +355,19 @@ PROJECTION_COS = Statistic("projection_cos", "cos(Δc, d)", lambda case: case.pr
 EDIT_STRENGTH = Statistic("edit_strength", "<Δc, d> / |d|^2 (1 = as far as spelling the new value out)",
                           lambda case: case.projection["strength"], kinds=_REFS, sites=("cond.tensor",),
                           figure=FIG_EDIT_STRENGTH)
+_READER = "subject: the subject's slot; slots: every slot, pre and post at the same LM positions"
+COND_DRIFT_ALIGNED = Statistic("cond_drift.<reader>", f"|ΔC|_F / |C_pre|_F, position-aligned ({_READER})",
+                               _cond_drift_aligned, sites=("cond.tensor",))
+PROJECTION_COS_ALIGNED = Statistic("projection_cos.<reader>", "sum_s <ΔC_s, d_a> / (|ΔC|_F sqrt(S) |d_a|), "
+                                   f"position-aligned ({_READER}; d_a = value_direction)",
+                                   _aligned_projection("cos"), kinds=_REFS, sites=("cond.tensor",))
+EDIT_STRENGTH_ALIGNED = Statistic("edit_strength.<reader>", "sum_s <ΔC_s, d_a> / (S |d_a|^2), position-aligned "
+                                  f"({_READER}; d_a = value_direction)", _aligned_projection("strength"),
+                                  kinds=_REFS, sites=("cond.tensor",))
+VALUE_DIRECTION = Statistic("value_direction.<quantity>", "which d_a the aligned statistics used: aligned = 1 if "
+                            "mean over the slots where c_pre(ref_new), c_pre(ref_old) differ (slots = how many), "
+                            "0 if pooled (their slot counts differ)", _value_direction, kinds=("ref_old", "ref_new"),
+                            sites=("cond.tensor",))
 ALIGNMENT = Statistic("alignment", "cos(W Δh_L, Δc), Δh_L at the prompt's last token; W = the connector's columns "
                       "that read h_L (identity without a connector)", _alignment,
                       sites=("text.resid.{last}", "cond.tensor"), figure=FIG_ALIGNMENT)
@@ -285,15 +380,23 @@ BOTTLENECK_GAIN = Statistic("bottleneck_gain_relative", "|W Δx| / (|Δx| s_1)",
 GENERATOR_SENSITIVITY = Statistic("generator_sensitivity.<block>", "|Δy|_F / |y_pre|_F of each generator block",
                                   _generator_sensitivity, sites=("gen.block.0",), figure=FIG_GENERATOR)
 REASONING = Statistic("reasoning.<quantity>", "norms, ratios, cosines and strengths along d of the edit, reasoning "
-                      "and edit-on-reasoning shifts (stats.reasoning_decomposition)", _reasoning, kinds=KINDS,
+                      "and edit-on-reasoning shifts (stats.reasoning_decomposition); pooled c and d only, since the "
+                      "reasoning and direct prompts do not share slots", _reasoning, kinds=KINDS,
                       sites=("cond.tensor",), figure=FIG_REASONING)
-PROBE_READS_NEW = Statistic("probe_reads_new", "1 if the value probe trained on pre-edit conditioning reads the "
-                            "new value from c_post, else 0", None)
+PROBE_READS_NEW = Statistic("probe_reads_new", "1 if the best validated value probe (trained on the world's "
+                            "pre-edit conditioning) reads the new value from the direct prompt's post-edit "
+                            "conditioning, else 0", None)
+PROBE_P_NEW = Statistic("probe_p_new", "p_post(new): the probability the best validated value probe gives the new "
+                        "value, read from the direct prompt's post-edit conditioning at the probe's slots", None)
+PROBE_P_NEW_DELTA = Statistic("probe_p_new_delta", "p_post(new) - p_pre(new) of the best validated value probe, "
+                              "direct prompt", None)
 
 #: Every statistic, in the order :func:`case_statistics` evaluates them.
 STATISTICS: tuple[Statistic, ...] = (TEXT_DRIFT_REL, TEXT_DRIFT_COS, COND_DRIFT, PROJECTION_COS, EDIT_STRENGTH,
-                                     ALIGNMENT, BOTTLENECK_ENERGY, BOTTLENECK_GAIN, GENERATOR_SENSITIVITY, REASONING,
-                                     PROBE_READS_NEW)
+                                     COND_DRIFT_ALIGNED, PROJECTION_COS_ALIGNED, EDIT_STRENGTH_ALIGNED,
+                                     VALUE_DIRECTION, ALIGNMENT, BOTTLENECK_ENERGY, BOTTLENECK_GAIN,
+                                     GENERATOR_SENSITIVITY, REASONING, PROBE_READS_NEW, PROBE_P_NEW,
+                                     PROBE_P_NEW_DELTA)
 
 
 def _check_registry() -> None:

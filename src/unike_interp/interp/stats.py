@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "as_array", "drift", "cosine", "alignment", "projection", "bottleneck_retention",
-    "generator_sensitivity", "reasoning_decomposition", "masked_mean", "auc_table",
+    "generator_sensitivity", "reasoning_decomposition", "masked_mean", "value_direction", "auc_table",
 ]
 
 
@@ -306,28 +306,110 @@ def masked_mean(x: Any, mask: Any) -> np.ndarray:
     return _safe_div(num, m.sum(axis=1)[:, None])
 
 
+def value_direction(c_new: Any, c_old: Any, rtol: float = 1e-4) -> dict[str, Any]:
+    """The value direction ``d`` ``(C,)`` from the conditioning of two reference prompts.
+
+    ``c_new``, ``c_old``: ``(S_new, C)``, ``(S_old, C)``, the conditioning slots of the same template
+    with the new / the old value spelled out (one word apart). When ``S_new == S_old`` slot ``s`` of
+    one corresponds to slot ``s`` of the other; under a causal LM the slots before the value word are
+    identical, and the value word and every later slot (which attend to it) differ. Then::
+
+        differ = { s : |c_new[s] - c_old[s]| > rtol * max_t max(|c_new[t]|, |c_old[t]|) }
+        d      = mean_{s in differ} (c_new[s] - c_old[s])                       ("aligned")
+
+    so identical prefix slots do not dilute ``d`` (``rtol`` absorbs float rounding of batched
+    forwards, not real differences, which are of the order of the slot norm). When the slot counts
+    differ (the two values tokenise to different lengths) nothing corresponds, and::
+
+        d = mean_s c_new[s] - mean_s c_old[s]                                   ("pooled")
+
+    Returns ``{"d": (C,), "aligned": bool, "slots": int}``, ``slots`` = ``|differ|`` (aligned) or 0
+    (pooled). ``d`` is zero when no slot differs (then projections on it are ``nan``).
+    """
+    a, b = as_array(c_new), as_array(c_old)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"need c_new (S, C) and c_old (S', C); got {tuple(a.shape)} and {tuple(b.shape)}")
+    _check_last_dim(a, b, "c_new", "c_old")
+    if a.shape != b.shape:
+        return {"d": a.mean(axis=0) - b.mean(axis=0), "aligned": False, "slots": 0}
+    diff = a - b
+    scale = max(float(_norm(a).max(initial=0.0)), float(_norm(b).max(initial=0.0)))
+    differ = _norm(diff) > rtol * scale
+    d = diff[differ].mean(axis=0) if differ.any() else np.zeros(a.shape[1])
+    return {"d": d, "aligned": True, "slots": int(differ.sum())}
+
+
 # ----------------------------------------------------------------------------- predictive tables
 
 
-def auc_table(statistics: Mapping[str, Any], success: Any) -> dict[str, dict[str, Any]]:
-    """ROC AUC of each statistic as a predictor of edit success.
+def _refusal(n_success: int, n_fail: int, min_class: int) -> str | None:
+    """Why an AUC over ``n_success`` / ``n_fail`` cases is not reported (None: it is)."""
+    parts = [f"fewer than {min_class} {what} ({n})" for what, n in (("successes", n_success), ("failures", n_fail))
+             if n < min_class]
+    return " and ".join(parts) or None
 
-    ``statistics``: name -> ``(N,)`` values (one per edit); ``success``: ``(N,)`` bool.
-    For each statistic, rows where it is not finite (``nan``/``inf``) are dropped, then
-    ``auc = roc_auc_score(success, statistic)`` (probability that a random success scores higher
-    than a random failure; 0.5 = uninformative). Returns name -> dict with:
 
-    - ``auc``: float, or ``None`` when fewer than 2 rows remain or only one class is present
+def _mann_whitney(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``M`` ``(n_pos, n_neg)``: 1 where ``pos[i] > neg[j]``, 0.5 on a tie, 0 below (the Mann-Whitney kernel)."""
+    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+
+
+def _bootstrap_counts(n_success: int, n_fail: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """How often each case is drawn in each of ``n_boot`` class-stratified resamples.
+
+    A fresh ``default_rng(seed)`` draws ``idx_s = integers(0, n_success, (n_boot, n_success))``, then
+    ``idx_f = integers(0, n_fail, (n_boot, n_fail))`` (resample ``b`` = successes ``idx_s[b]`` and
+    failures ``idx_f[b]``); returned as counts ``(n_boot, n_success)`` and ``(n_boot, n_fail)``. The
+    same seed and class sizes give the same resamples for every statistic.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (n_success, n_fail):
+        idx = rng.integers(0, n, size=(n_boot, n))
+        flat = (idx + n * np.arange(n_boot)[:, None]).ravel()  # row b's draws land in [b n, (b+1) n)
+        out.append(np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64))
+    return out[0], out[1]
+
+
+def auc_table(statistics: Mapping[str, Any], success: Any, *, n_boot: int = 2000, seed: int = 0,
+              min_class: int = 10, level: float = 0.95) -> dict[str, dict[str, Any]]:
+    """ROC AUC of each statistic as a predictor of edit success, with a bootstrap interval, or a refusal.
+
+    ``statistics``: name -> ``(N,)`` values (one per edit); ``success``: ``(N,)`` bool. For each
+    statistic, rows where it is not finite (``nan``/``inf``) are dropped; with ``x`` the values of the
+    ``n_s`` successes and ``y`` those of the ``n_f`` failures::
+
+        auc = U / (n_s n_f),   U = sum_ij [x_i > y_j] + 0.5 [x_i == y_j]   (Mann-Whitney U)
+
+    the probability that a random success scores higher than a random failure (0.5 = uninformative),
+    equal to ``sklearn.metrics.roc_auc_score``. The interval is the percentile interval of ``auc`` over
+    ``n_boot`` resamples of the cases with replacement, stratified by class (each resample draws
+    ``n_s`` successes and ``n_f`` failures, so both classes are always present; draws as in
+    :func:`_bootstrap_counts`, seeded by ``seed``). Vectorised: with ``M = [x_i > y_j] + 0.5 [x_i ==
+    y_j]`` ``(n_s, n_f)`` and the draw counts ``a`` ``(n_boot, n_s)``, ``b`` ``(n_boot, n_f)``, resample
+    ``k`` has ``U_k = a_k^T M b_k``, exactly the U of the resampled values.
+
+    A class with fewer than ``min_class`` cases is refused: with 5 successes each one moves the AUC by
+    up to 0.2 and the interval spans most of ``[0, 1]``, so a bare number would mislead. Returns
+    name -> dict with:
+
+    - ``auc``: float, or ``None`` when refused; ``ci_low``, ``ci_high``: the ``level`` interval (``None``
+      with ``auc``)
+    - ``refused``: ``None``, or why, e.g. ``"fewer than 10 successes (5)"``
     - ``direction``: ``"higher->success"`` if ``auc >= 0.5`` else ``"lower->success"``
       (``None`` with ``auc``); ``max(auc, 1 - auc)`` is the separability either way
     - ``n``: rows used, ``n_success``, ``n_fail``: their classes, ``n_dropped``: non-finite rows
     """
-    from sklearn.metrics import roc_auc_score  # local: keep importing this module cheap
-
+    if min_class < 1:
+        raise ValueError(f"min_class must be >= 1 (an AUC needs both classes); got {min_class}")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1; got n_boot={n_boot}, level={level}")
     y = np.asarray(success.detach().cpu() if hasattr(success, "detach") else success)
     if y.ndim != 1:
         raise ValueError(f"success must be 1-D (N,); got shape {tuple(y.shape)}")
     y = y.astype(bool)
+    q = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    counts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # same class sizes -> same resamples
     table: dict[str, dict[str, Any]] = {}
     for name, values in statistics.items():
         v = as_array(values)
@@ -336,11 +418,21 @@ def auc_table(statistics: Mapping[str, Any], success: Any) -> dict[str, dict[str
         keep = np.isfinite(v)
         vv, yy = v[keep], y[keep]
         n_s, n_f = int(yy.sum()), int((~yy).sum())
-        auc = None
-        if len(vv) >= 2 and n_s > 0 and n_f > 0:
-            auc = float(roc_auc_score(yy, vv))
+        refused = _refusal(n_s, n_f, min_class)
+        auc = lo = hi = None
+        if refused is None:
+            m = _mann_whitney(vv[yy], vv[~yy])
+            auc = float(m.mean())
+            if (n_s, n_f) not in counts:
+                counts[n_s, n_f] = _bootstrap_counts(n_s, n_f, n_boot, seed)
+            a, b = counts[n_s, n_f]
+            boot = np.sum((a @ m) * b, axis=1) / (n_s * n_f)  # U_k / (n_s n_f), (n_boot,)
+            lo, hi = (float(x) for x in np.percentile(boot, q))
         table[name] = {
             "auc": auc,
+            "ci_low": lo,
+            "ci_high": hi,
+            "refused": refused,
             "direction": None if auc is None else ("higher->success" if auc >= 0.5 else "lower->success"),
             "n": int(len(vv)),
             "n_success": n_s,

@@ -98,7 +98,8 @@ class ActivationStore:
             g.attrs["complete"] = True
 
     def read(self, case_id: str, state: str, kind: str) -> dict[str, np.ndarray]:
-        """``{site name: array}`` of one case, state and prompt kind (plus ``_lm_positions``)."""
+        """``{site name: array}`` of one case, state and prompt kind, plus ``_lm_positions`` ``(S,)`` and
+        ``_subject_last``, the group's ``subject_last`` attribute as a 0-d int array (-1: no subject)."""
         import h5py
 
         with h5py.File(self.path, "r") as f:
@@ -110,7 +111,18 @@ class ActivationStore:
             for pathway in kg:
                 for name in kg[pathway]:
                     out[name] = kg[pathway][name][()]
+            out["_subject_last"] = np.asarray(int(kg.attrs.get("subject_last", -1)))
             return out
+
+    def prompt(self, case_id: str, state: str, kind: str) -> str:
+        """The prompt recorded for one case, state and prompt kind (the group's ``prompt`` attribute)."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            try:
+                return str(f["cases"][_key(case_id)][state][kind].attrs["prompt"])
+            except KeyError:
+                raise KeyError(f"{self.path}: no {case_id}/{state}/{kind}") from None
 
     def iter_cases(self) -> Iterator[tuple[str, dict]]:
         import h5py

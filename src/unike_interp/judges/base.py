@@ -51,6 +51,13 @@ class Judge(ABC):
         ``gt_target``; pass ``gt`` to check the pre-edit value).
         """
 
+    def value_probability(self, images: np.ndarray, cases: Sequence[Record], stages: Sequence[str],
+                          targets: Sequence[str]) -> np.ndarray | None:
+        """``(N,)`` the judge's probability that ``images[i]`` shows ``targets[i]`` (NaN where it
+        cannot say), or None for a judge that gives no probabilities (e.g. a yes/no VLM answer).
+        Causal tracing reads it so that its maps are smooth with few cases."""
+        return None
+
     def judge(self, image: np.ndarray, case: Record, stage: str = "stage_1", target: str | None = None) -> Verdict:
         """Judge one ``(H, W, 3)`` uint8 image."""
         return self.judge_batch(image[None], [case], [stage], None if target is None else [target])[0]

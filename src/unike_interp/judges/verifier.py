@@ -52,3 +52,15 @@ class VerifierJudge(Judge):
             predicted = values[int(idx[i])]
             out.append(Verdict(predicted == target, predicted, float(conf[i]), target))
         return out
+
+    def value_probability(self, images: np.ndarray, cases: Sequence[Record], stages: Sequence[str],
+                          targets: Sequence[str]) -> np.ndarray:
+        """The softmax of the record's category head at ``targets[i]`` (NaN for a category or value
+        the verifier does not know)."""
+        probs = self.verifier.probabilities(np.asarray(images)) if len(images) else {}
+        out = np.full(len(images), np.nan)
+        for i, (case, target) in enumerate(zip(cases, targets)):
+            values = CATEGORY_VALUES.get(case.category)
+            if values is not None and target in values:
+                out[i] = probs[case.category][i, values.index(target)]
+        return out

@@ -175,8 +175,14 @@ class UMMAdapter(ABC):
         return None
 
     def subject_prompt(self, subject: str) -> str:
-        """The generic image prompt of a subject (what the value probes read)."""
+        """The generic image prompt of a subject."""
         return f"a {subject}"
+
+    def subject_prompts(self, subject: str) -> list[str]:
+        """The templates of image prompts naming a subject without describing it, whose conditioning
+        the value probes train on: the same number, in the same order, for every subject (template
+        ``t`` of every subject is one feature space). Default: ``[subject_prompt(subject)]``."""
+        return [self.subject_prompt(subject)]
 
     def default_stats_corpus(self) -> list[str] | None:
         """Texts for the editors' key statistics when none is given (None: the caller must give one)."""
@@ -230,6 +236,18 @@ class UMMAdapter(ABC):
         out = [self._generate_batch(prompts[i:i + batch_size], seed=seed, steps=steps, guidance=guidance)
                for i in range(0, len(prompts), max(1, batch_size))]
         return np.concatenate(out) if out else np.zeros((0, *self.image_hw(), 3), np.uint8)
+
+    def generate_from_conditioning(self, cond, *, seed: int = 0, steps: int | None = None,
+                                   guidance: float | None = None, batch_size: int = 64) -> np.ndarray:
+        """``(B, H, W, 3)`` uint8 images drawn from a given :class:`~unike_interp.conditioning.Conditioning`
+        (``hidden (B, S, C)``, ``mask (B, S)``) in place of the one the prompts would produce: the
+        generator's input replaced, everything else as :meth:`generate_images` (the same seeded
+        noise, so ``generate_from_conditioning(conditioning(p))`` draws ``generate_images(p)``).
+        The conditioning interventions (:mod:`unike_interp.interp.interventions`) need it."""
+        raise NotImplementedError(
+            f"{self.name}: this adapter cannot draw from a given conditioning tensor (its generator reads the "
+            "conditioning inside a pipeline call the adapter does not expose); the conditioning interventions "
+            "need generate_from_conditioning")
 
     # --- shared text side ---------------------------------------------------------------------
     @torch.no_grad()

@@ -76,6 +76,17 @@ class SynthWorldAdapter(UMMAdapter):
 
         return {s.name: {c: s.facts[c] for c in CATEGORIES} for s in self.world.subjects}
 
+    def subject_prompts(self, subject: str) -> list[str]:
+        """The world's implicit prompts (``corpus.implicit_prompts``), the generator's own training
+        prompts that name the subject without describing it: the four layouts ("a zib", "two zibs
+        side by side", "a zib beside a grey pebble", "a flag showing a zib") and the four relation
+        stage-1 image prompts ("a zib in the place where it lives", ...)."""
+        if self.world is None:
+            return super().subject_prompts(subject)
+        from ..data.synthworld.corpus import implicit_prompts
+
+        return [p for p, _layout in implicit_prompts(self.world.subject(subject))]
+
     def reasoning_prompt(self, image_prompt: str, subject: str, category: str) -> str:
         """The reasoning request in the format the SynthWorld language model was trained on."""
         from ..data.synthworld.corpus import reasoning_prompt
@@ -148,15 +159,29 @@ class SynthWorldAdapter(UMMAdapter):
 
     @torch.no_grad()
     def _generate_batch(self, prompts: list[str], *, seed: int, steps: int, guidance: float) -> np.ndarray:
+        return self._sample(self.conditioning(prompts), seed=seed, steps=steps, guidance=guidance)
+
+    @torch.no_grad()
+    def generate_from_conditioning(self, cond: Conditioning, *, seed: int = 0, steps: int | None = None,
+                                   guidance: float | None = None, batch_size: int = 64) -> np.ndarray:
+        steps = steps or self.sample_steps
+        guidance = self.guidance if guidance is None else guidance
+        out = []
+        for i in range(0, cond.hidden.shape[0], batch_size):
+            part = Conditioning(cond.hidden[i:i + batch_size].to(self.device, self.generator.dtype),
+                                cond.mask[i:i + batch_size].to(self.device), cond.lm_positions[i:i + batch_size])
+            out.append(self._sample(part, seed=seed, steps=steps, guidance=guidance))
+        return np.concatenate(out) if out else np.zeros((0, *self.image_hw(), 3), np.uint8)
+
+    def _sample(self, cond: Conditioning, *, seed: int, steps: int, guidance: float) -> np.ndarray:
         """Every image starts from the same seeded noise (paired comparisons), drawn on the CPU from
         ``torch.Generator().manual_seed(seed)`` so that it is the same on every device."""
         from ..world.generator import sample, tensor_to_images
 
         size = self.gen_config.image_size
         noise = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed))
-        noise = noise.expand(len(prompts), -1, -1, -1).to(self.device, torch.float32).contiguous()
-        x = sample(self.generator, self.conditioning(prompts), self.conditioning([""]), steps=steps,
-                   guidance=guidance, noise=noise)
+        noise = noise.expand(cond.hidden.shape[0], -1, -1, -1).to(self.device, torch.float32).contiguous()
+        x = sample(self.generator, cond, self.conditioning([""]), steps=steps, guidance=guidance, noise=noise)
         return tensor_to_images(x)
 
 

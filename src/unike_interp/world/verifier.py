@@ -58,22 +58,23 @@ class Verifier(nn.Module):
         return {c: head(z) for c, head in self.heads.items()}
 
     @torch.no_grad()
-    def read(self, images: np.ndarray, batch_size: int = 512) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """For uint8 images ``(N, H, W, 3)``: ``{category: (value index (N,), confidence (N,))}``."""
+    def probabilities(self, images: np.ndarray, batch_size: int = 512) -> dict[str, np.ndarray]:
+        """For uint8 images ``(N, H, W, 3)``: ``{category: (N, K) softmax over the category's values}``."""
         from .generator import images_to_tensor
 
         self.eval()
         device = next(self.parameters()).device
-        idx: dict[str, list] = {c: [] for c in CATEGORIES}
-        conf: dict[str, list] = {c: [] for c in CATEGORIES}
+        out: dict[str, list] = {c: [] for c in CATEGORIES}
         for i in range(0, len(images), batch_size):
             x = images_to_tensor(np.ascontiguousarray(images[i:i + batch_size])).to(device)
             for c, logits in self(x).items():
-                p = logits.float().softmax(-1)
-                c_conf, c_idx = p.max(-1)
-                idx[c].append(c_idx.cpu().numpy())
-                conf[c].append(c_conf.cpu().numpy())
-        return {c: (np.concatenate(idx[c]), np.concatenate(conf[c])) for c in CATEGORIES}
+                out[c].append(logits.float().softmax(-1).cpu().numpy())
+        return {c: np.concatenate(v) if v else np.zeros((0, len(CATEGORY_VALUES[c])), np.float32)
+                for c, v in out.items()}
+
+    def read(self, images: np.ndarray, batch_size: int = 512) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """For uint8 images ``(N, H, W, 3)``: ``{category: (value index (N,), confidence (N,))}``."""
+        return {c: (p.argmax(-1), p.max(-1)) for c, p in self.probabilities(images, batch_size).items()}
 
     def read_values(self, images: np.ndarray) -> list[dict[str, tuple[str, float]]]:
         """Per image, ``{category: (value, confidence)}``."""
