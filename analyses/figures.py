@@ -4,7 +4,8 @@ Usage: python analyses/figures.py RUN_DIR [RUN_DIR ...] [--figure NAME ...] [--a
        python analyses/figures.py --list
 
 The figures are those of ``unike_interp.interp.statistics.FIGURES`` (default: all, in that order),
-drawn by ``unike_interp.interp.plots``. ``modality_gap`` puts every run into one plot; any other
+drawn by ``unike_interp.interp.plots``. ``modality_gap``, ``intervention_verdicts`` and
+``knowledge_source`` put every run into one plot; any other
 figure is drawn per run, ``<name>.png``/``.pdf`` for one run and ``<name>__<run folder>.png``/``.pdf``
 for several. A figure whose data is absent is skipped with its reason and writes nothing.
 """
@@ -22,8 +23,9 @@ except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from unike_interp.interp import plots, statistics
 
-# The one figure that compares runs in a single plot; every other one is drawn per run.
-COMPARES_RUNS = statistics.FIG_MODALITY_GAP
+# The figures that compare runs in a single plot (and what each is given); every other one is drawn per run.
+COMPARES_RUNS = {statistics.FIG_MODALITY_GAP: "tables", statistics.FIG_VERDICTS: "runs",
+                 statistics.FIG_KNOWLEDGE: "runs"}
 
 
 def _slug(s: str) -> str:
@@ -53,12 +55,13 @@ def load_runs(runs, analysis: str | Path | None = None) -> list[tuple[Path, dict
 
 def draw(fig: statistics.Figure, loaded, out: str | Path = "figures", echo=print) -> list[str]:
     """Render ``fig`` for the loaded runs (see :func:`load_runs`) into ``out``; return the paths written."""
-    if fig == COMPARES_RUNS and len(loaded) > 1:
+    if fig in COMPARES_RUNS and len(loaded) > 1:
         labels = [_label(s, t, r) for r, s, t in loaded]
         labels = [lab if labels.count(lab) == 1 else f"{lab} ({r.name})" for lab, (r, _, _) in zip(labels, loaded)]
+        given = {"tables": [(lab, t) for lab, (_, _, t) in zip(labels, loaded) if t],
+                 "runs": [(lab, s) for lab, (_, s, _) in zip(labels, loaded) if s]}[COMPARES_RUNS[fig]]
         try:
-            return plots.render_figure(fig.name, None, None, out, tables=[(lab, t) for lab, (_, _, t) in
-                                                                          zip(labels, loaded) if t])
+            return plots.render_figure(fig.name, None, None, out, **{COMPARES_RUNS[fig]: given})
         except plots.FigureSkipped as e:
             echo(f"[{fig.name}] skipped: {e}")
             return []

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import torch
 
+from unike_interp.models.base import UMMAdapter
+
 from unike_interp.models import known_models, load_model
 from unike_interp.models.registry import model_requirements
 from unike_interp.models.sites import TraceOutput
@@ -192,6 +194,23 @@ def test_images_shape_seed_and_independence(case, adapter, images):
     assert a.generate_images([], seed=3).shape == (0, 32, 32, 3)
 
 
+def test_draws_from_a_given_conditioning(case, adapter, images):
+    """``generate_from_conditioning(conditioning(p))`` draws ``generate_images(p)`` (the causal analyses'
+    gain-1 image is the judged one); a family that cannot says so clearly."""
+    a = adapter
+    from unike_interp.conditioning import stack_conditionings
+
+    if type(a).generate_from_conditioning is UMMAdapter.generate_from_conditioning:
+        with pytest.raises(NotImplementedError, match="generate_from_conditioning"):
+            a.generate_from_conditioning(a.conditioning(PROMPTS[:1]), seed=3, steps=STEPS)
+        return
+    alone = [a.conditioning([p]) for p in PROMPTS]
+    got = a.generate_from_conditioning(stack_conditionings(alone), seed=3, steps=STEPS)
+    assert np.abs(got.astype(int) - images.astype(int)).max() <= case.batch_tol
+    np.testing.assert_array_equal(a.generate_from_conditioning(alone[0], seed=3, steps=STEPS),
+                                  a.generate_images(PROMPTS[:1], seed=3, steps=STEPS))
+
+
 # --- conditioning -------------------------------------------------------------------------------
 
 def test_conditioning_shape_mask_positions(cond):
@@ -327,6 +346,15 @@ def test_bench_end_to_end(family, tmp_path):
     assert summary["n_cases"] == 2 and summary["model"] == model
     assert "edit_strength" in summary["aucs"]["vqa_direct"] and "cond_drift" in summary["aucs"]["vqa_direct"]
     assert "skipped" in summary["probes"]  # value probes need every subject's values (SynthWorld only)
+    causal = json.loads((out / "analysis" / "stats.json").read_text())
+    if family == "janus":  # draws token by token: no given conditioning to draw from, and it says so
+        assert "generate_from_conditioning" in causal["interventions"]["skipped"]
+    else:  # the same causal analyses as on SynthWorld, through the pipeline's prompt_embeds
+        iv = causal["interventions"]["summary"]
+        assert iv["n_cases"] == 2 and iv["bench_agreement"] == 1.0
+        assert causal["tracing"]["n_cases"] == 2 and causal["tracing"]["edit_layers"] == [0]
+        assert np.isfinite(np.array(causal["tracing"]["restore"]["mean_effect"], dtype=float)).any()
+    assert "outcomes" in causal["knowledge_source"]
     assert (out / "analysis" / "activations.h5").exists()
     store = ActivationStore(out / "analysis" / "activations.h5")
     stored = dict(store.iter_cases())

@@ -187,7 +187,7 @@ def _records(ids):
 def test_run_interventions_sorts_cases_and_resumes_from_its_cache(tmp_path, monkeypatch):
     import unike_interp.interp.interventions as iv
 
-    monkeypatch.setattr(iv, "_subject_span", lambda *a: None)
+    monkeypatch.setattr(iv, "recorded_subject_span", lambda *a: None)
     monkeypatch.setattr(iv, "_n_tokens", lambda *a: 1)
     cases = {"ok": _case(2.0, 0.0), "weak": _case(0.3, 0.0), "mis": _case(-0.2, 5.0)}
     store, records = _Store(cases), _records(cases)
@@ -219,6 +219,7 @@ def test_run_interventions_sorts_cases_and_resumes_from_its_cache(tmp_path, monk
     assert summ["n_failed"] == 2 and summ["bench_agreement"] == 1.0
     row = summ["verdicts"]["all"]["all"]
     assert row["too_weak"]["count"] == 1 and row["unexplained"]["count"] == 1 and row["transferred"]["count"] == 0
+    assert summ["random_control"]["n"] == 2 and summ["random_control"]["edit_any_gain"]["count"] == 1
     assert summ["gain_curve"]["gain:1"]["shows_new"] == pytest.approx(1 / 3)
     assert summ["gain_curve"]["gain:4"]["net"] == pytest.approx(2 / 3)
     json.dumps(summ)  # JSON-ready
@@ -227,7 +228,7 @@ def test_run_interventions_sorts_cases_and_resumes_from_its_cache(tmp_path, monk
 def test_a_failed_generation_is_counted_not_dropped(monkeypatch):
     import unike_interp.interp.interventions as iv
 
-    monkeypatch.setattr(iv, "_subject_span", lambda *a: None)
+    monkeypatch.setattr(iv, "recorded_subject_span", lambda *a: None)
     monkeypatch.setattr(iv, "_n_tokens", lambda *a: 1)
 
     class Broken(_Adapter):

@@ -3,6 +3,8 @@ Jupyter needed), so the notebook cannot rot."""
 
 import json
 import linecache
+
+import numpy as np
 from pathlib import Path
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analyses" / "explore.ipynb"
@@ -21,4 +23,6 @@ def test_explore_notebook_runs(tmp_path, monkeypatch):
         # nnsight reads a trace's `with` body back from source, as Jupyter makes possible
         linecache.cache[name] = (len(src), None, src.splitlines(True), name)
         exec(compile(src, name, "exec"), ns)
-    assert ns["proj"]["strength"] is not None and len(ns["rel_subject"]) == len(ns["text_sites"])
+    assert len(ns["images"]) == len(ns["names"]) and ns["info"]["delta_norm"] > 0
+    tc = ns["tc"]
+    assert tc.maps["restore"].shape[0] == ns["adapter"].num_layers and np.isfinite(tc.p_post)

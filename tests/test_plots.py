@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unike_interp.interp import plots, statistics
+from unike_interp.interp import plots, plots_causal, statistics
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = [f.name for f in statistics.FIGURES]
@@ -189,6 +189,24 @@ def test_cli_modality_gap(runs, tmp_path):
     _figures_cli(str(runs[0]), str(runs[1]), "--figure", "modality_gap", "--out", str(out))
     _assert_files(out, ["modality_gap"])
     assert sorted(p.name for p in out.iterdir()) == ["modality_gap.pdf", "modality_gap.png"]
+
+
+def test_cli_compares_runs_in_one_plot(runs, tmp_path):
+    """The verdicts and the knowledge source of several runs go into one plot each, like the modality gap."""
+    out = tmp_path / "cmp"
+    _figures_cli(str(runs[0]), str(runs[1]), "--figure", "intervention_verdicts", "--figure", "knowledge_source",
+                 "--figure", "causal_tracing", "--out", str(out))
+    names = sorted(p.stem for p in out.iterdir() if p.suffix == ".png")
+    assert names == ["causal_tracing__toy-bottleneck_memit", "causal_tracing__toy-direct_rome",
+                     "intervention_verdicts", "knowledge_source"]
+    stats = [(r.name, json.loads((r / "analysis" / "stats.json").read_text())) for r in runs]
+    fig = plots_causal.fig_intervention_verdicts(None, None, runs=stats)
+    # per run: all failed cases, then one bar per split; each bar's verdict shares sum to 1
+    n_bars = sum(1 + len(s["interventions"]["summary"]["verdicts"]["split"]) for _, s in stats)
+    heights = np.zeros(n_bars)
+    for patch in fig.axes[0].patches:
+        heights[int(round(patch.get_x() + patch.get_width() / 2))] += patch.get_height()
+    np.testing.assert_allclose(heights, 1.0)
 
 
 def test_cli_every_figure_and_list(runs, tmp_path):

@@ -58,7 +58,7 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
 
     monkeypatch.setattr(pipeline, "measure_post", spy)
     spec = RunSpec(editor="memit", protocol="batch", batch_size=2, cases=4, image_locality_probes=0,
-                   text_locality_probes=4, bootstrap=20, hparams=FAST)
+                   text_locality_probes=4, bootstrap=20, hparams=FAST, sample_steps=6)
     run = tmp_path / "run"
     editor = make_editor("memit", FAST, family=adapter.family, stats_cache=StatsCache(tmp_path / "cache"))
     run_bench(spec, run, adapter=adapter, editor=editor, judge=VerifierJudge(adapter.verifier), progress=False,

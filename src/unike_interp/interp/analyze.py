@@ -38,13 +38,15 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     cfg = rec.spec
     from ..bench.assemble import build_judge
 
-    stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed, judge=build_judge(cfg))
+    judge = build_judge(cfg)
+    stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed, judge=judge)
     summary = stats["summary"] = {"run": str(run), "model": cfg.model, "editor": cfg.editor, "protocol": cfg.protocol,
                                   "hdf5": str(rec.store.path), "edits": rec.edits,
                                   "record_seconds": round(rec.seconds, 2), **stats["summary"]}
-    stats.update(causal_analyses(rec, out, interventions=interventions, trace_cases=trace_cases, progress=progress,
-                                 echo=echo))
-    summary["causal"] = {k: stats[k].get("summary", stats[k]) if isinstance(stats[k], dict) else stats[k]
+    stats.update(causal_analyses(rec, out, judge=judge, interventions=interventions, trace_cases=trace_cases,
+                                 progress=progress, echo=echo))
+    per_case_keys = ("per_case", "cases", "swap_per_case")  # in stats.json only, not in the summary
+    summary["causal"] = {k: stats[k].get("summary") or {n: v for n, v in stats[k].items() if n not in per_case_keys}
                          for k in ("interventions", "tracing", "knowledge_source") if k in stats}
     write_stats(RunFolder.analysis_file(out, "stats"), stats)
     if figures:
@@ -54,14 +56,13 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     return summary
 
 
-def causal_analyses(rec, out: Path, *, interventions: bool, trace_cases: int, progress: bool,
+def causal_analyses(rec, out: Path, *, judge, interventions: bool, trace_cases: int, progress: bool,
                     echo: Callable[[str], None]) -> dict:
     """``{"knowledge_source", "interventions", "tracing"}`` of ``stats.json`` for a recorded run
     (``{"skipped": reason}`` for an analysis the adapter or run cannot support), and the seconds
     each took in ``knowledge_source["seconds"]`` etc."""
     import time
 
-    from ..bench.assemble import build_judge
     from .interventions import InterventionConfig, run_interventions, summarize_interventions
     from .knowledge_source import outcome_table, summarize_swaps, swap_subject_state
     from .tracing import summarize_traces, trace_run
@@ -76,7 +77,6 @@ def causal_analyses(rec, out: Path, *, interventions: bool, trace_cases: int, pr
     if type(adapter).generate_from_conditioning is UMMAdapter.generate_from_conditioning:
         reason = f"{adapter.name} cannot draw from a given conditioning (generate_from_conditioning)"
         return {**out_stats, "interventions": {"skipped": reason}, "tracing": {"skipped": reason}}
-    judge = build_judge(spec)
     config = InterventionConfig()
     t0 = time.perf_counter()
     res = run_interventions(adapter, rec.store, records, judge, config=config, progress=progress, echo=echo,
@@ -174,6 +174,11 @@ def format_causal(summary: dict) -> str:
         lines.append(f"verdicts of the {iv['n_failed']} cases whose VQA Direct failed: " + ", ".join(
             f"{v} {row[v]['count']}" for v in FAILED_VERDICTS) + f"  (gain-1 redraw agrees with the benchmark on "
             f"{_pct(iv['bench_agreement'])} of cases)")
+        rc = iv.get("random_control")
+        if rc and rc["n"]:
+            lines.append(f"control: of {rc['n']} cases whose edited image lacks the new value, a larger gain of the edit "
+                         f"shows it in {_pct(rc['edit_any_gain']['share'])}, a random push of the same size in "
+                         f"{_pct(rc['random_any_gain']['share'])}")
     ks = causal.get("knowledge_source") or {}
     for split, row in (ks.get("outcomes") or {}).items():
         lines.append(f"{split:<11} n={row['n']:<4} image shows the new value: pre {_pct(row['pre']['new']['share'])}, "

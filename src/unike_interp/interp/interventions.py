@@ -20,6 +20,9 @@ Interventions (the generator's input replaced, :meth:`UMMAdapter.generate_from_c
                   image, a = 1 the edited one)
 ``aligned:a``     c_pre + a Δc_aligned,  a in :attr:`InterventionConfig.component_gains`
 ``orthogonal:a``  c_pre + a Δc_orth
+``random:a``      c_pre + a R, R a seeded Gaussian ``(S, C)`` scaled to ``|R| = |Δc|`` (a control,
+                  gains above 1: how often a push of the edit's size in no particular direction
+                  makes the judge read the new value; not used by the verdict, reported beside it)
 ``reference``     c_pre with the subject's slots replaced by the slots that carry the spelled-out
                   new value in r_new (the first slots where r_new and r_old differ, as many as the
                   value has tokens): the generator is told the value where it read the name. A
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -55,7 +59,7 @@ import torch
 from ..conditioning import Conditioning, stack_conditionings
 
 __all__ = ["GAINS", "COMPONENT_GAINS", "VERDICTS", "InterventionConfig", "value_direction", "split_along",
-           "case_interventions", "verdict_of", "run_interventions", "summarize_interventions", "wilson"]
+           "case_interventions", "subject_columns", "prompt_subject_span", "recorded_subject_span", "verdict_of", "run_interventions", "summarize_interventions", "wilson"]
 
 GAINS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 COMPONENT_GAINS = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -90,6 +94,7 @@ class InterventionConfig:
         """Every intervention drawn per case, in order."""
         out = [f"gain:{_g(a)}" for a in self.gains]
         out += [f"{part}:{_g(a)}" for part in ("aligned", "orthogonal") for a in self.component_gains]
+        out += [f"random:{_g(a)}" for a in self.gains if a > 1.0]
         return out + (["reference", "caption"] if self.reference else [])
 
 
@@ -143,7 +148,7 @@ def value_slots(r_old: np.ndarray, r_new: np.ndarray, n_tokens: int) -> np.ndarr
 def case_interventions(pre: Mapping[str, np.ndarray], post: Mapping[str, np.ndarray],
                        ref_old: Mapping[str, np.ndarray] | None, ref_new: Mapping[str, np.ndarray] | None,
                        config: InterventionConfig, *, subject_span: tuple[int, int] | None = None,
-                       value_tokens: int = 1) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+                       value_tokens: int = 1, control_seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
     """``({name: (hidden (S', C), lm_positions (S',))}, info)`` of one case from its recorded
     ``cond.tensor`` / ``_lm_positions`` (store dicts of the direct prompt before / after, and of
     the references before). ``subject_span``: the LM positions ``(first, last)`` of the subject's
@@ -158,6 +163,9 @@ def case_interventions(pre: Mapping[str, np.ndarray], post: Mapping[str, np.ndar
     delta = c1 - c0
     out = {f"gain:{_g(a)}": (c0 + a * delta, pos) for a in config.gains}
     info: dict = {"delta_norm": float(np.linalg.norm(delta))}
+    noise = np.random.default_rng(control_seed).standard_normal(delta.shape).astype(np.float32)
+    noise *= info["delta_norm"] / max(float(np.linalg.norm(noise)), 1e-12)
+    out.update({f"random:{_g(a)}": (c0 + a * noise, pos) for a in config.gains if a > 1.0})
     if ref_old is not None and ref_new is not None:
         r0, r1 = ref_old["cond.tensor"].astype(np.float32), ref_new["cond.tensor"].astype(np.float32)
         d, how = value_direction(r0, r1)
@@ -238,6 +246,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]
     return max(0.0, mid - half), min(1.0, mid + half)
 
 
+def _share(k: int, n: int) -> dict:
+    lo, hi = wilson(k, n)
+    return {"count": k, "share": k / n if n else None, "ci": [lo, hi]}
+
+
 @dataclass
 class InterventionResult:
     """``per_case``: case id -> ``{verdict, min_gain, ..., outcomes: {name: {verdict, predicted,
@@ -286,9 +299,10 @@ def run_interventions(adapter, store, records: Mapping, judge, *, seed: int, ste
             rec, pre = records[cid], acts[("pre", "direct")]
             conds, infos[cid] = case_interventions(
                 pre, acts[("post", "direct")], acts[("pre", "ref_old")], acts[("pre", "ref_new")], config,
-                subject_span=_subject_span(adapter.tokenizer, rec.stage_1.image_prompt, rec.subject,
-                                           int(pre.get("_subject_last", -1))),
-                value_tokens=_n_tokens(adapter.tokenizer, rec.stage_1.gt_target))
+                subject_span=recorded_subject_span(adapter, rec.stage_1.image_prompt, rec.subject,
+                                                   pre["_lm_positions"]),
+                value_tokens=_n_tokens(adapter.tokenizer, rec.stage_1.gt_target),
+                control_seed=zlib.crc32(f"{seed}:{cid}".encode()))
             items += [(cid, name, h, p) for name, (h, p) in conds.items()]
         outcomes = _draw_and_judge(adapter, judge, records, items, seed=seed, steps=steps, guidance=guidance)
         lines = []
@@ -311,18 +325,41 @@ def run_interventions(adapter, store, records: Mapping, judge, *, seed: int, ste
     return result
 
 
-def _subject_span(tokenizer, prompt: str, subject: str, subject_last: int) -> tuple[int, int] | None:
-    """LM positions ``(first, last)`` of the subject's tokens, from the recorded position of its last
-    token and the number of tokens covering it in ``prompt`` (None where it is absent)."""
+def subject_columns(adapter, prompt: str, subject: str) -> list[int]:
+    """The LM input columns of the subject's tokens when ``prompt`` is encoded alone, in the
+    coordinates of ``adapter.conditioning([prompt]).lm_positions`` (template tokens counted), from
+    the character offsets ``adapter.trace_inputs([prompt])`` reports; ``[]`` where it is absent."""
     from ..data.cloze import find_subject
 
-    spans = find_subject(prompt, subject) if subject_last >= 0 else []
+    spans = find_subject(prompt, subject)
     if not spans:
-        return None
+        return []
     a, b = spans[-1]
-    offsets = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
-    n = sum(1 for s, e in offsets if e > s and s < b and e > a)
-    return (subject_last - n + 1, subject_last) if n else None
+    _, extra = adapter.trace_inputs([prompt])
+    offsets = np.asarray(extra["offset_mapping"])[0]
+    return [j for j, (s, e) in enumerate(offsets.tolist()) if e > s and s < b and e > a]
+
+
+def prompt_subject_span(adapter, prompt: str, subject: str) -> tuple[int, int] | None:
+    """LM positions ``(first, last)`` of the subject's tokens in ``prompt`` encoded alone (as
+    ``adapter.conditioning([prompt])`` and its LM layers see it); None where it does not occur."""
+    cols = subject_columns(adapter, prompt, subject)
+    return (min(cols), max(cols)) if cols else None
+
+
+def recorded_subject_span(adapter, prompt: str, subject: str, recorded_positions: np.ndarray) -> tuple[int, int] | None:
+    """The subject's LM positions in the coordinates of a recorded conditioning (a prompt recorded in
+    a padded batch): :func:`prompt_subject_span` shifted by the difference between the last LM
+    position the recorded conditioning reads and the one the prompt encoded alone reads."""
+    span = prompt_subject_span(adapter, prompt, subject)
+    if span is None:
+        return None
+    alone = adapter.conditioning([prompt]).lm_positions[0].cpu().numpy()
+    rec = np.asarray(recorded_positions)
+    if not (alone >= 0).any() or not (rec >= 0).any():
+        return None
+    shift = int(rec[rec >= 0].max()) - int(alone[alone >= 0].max())
+    return span[0] + shift, span[1] + shift
 
 
 def _n_tokens(tokenizer, value: str) -> int:
@@ -389,7 +426,10 @@ def summarize_interventions(per_case: Mapping[str, dict], entries: Mapping, conf
     every case; ``gain_curve``: per intervention, the share of cases whose image shows the new
     value (with the interval), and its *net* value, minus the share at gain 0 (the unedited
     image); ``bench_agreement``: how often the redrawn gain-1 image's verdict equals the
-    benchmark's (1.0 when the recorded conditioning is the judged one)."""
+    benchmark's (1.0 when the recorded conditioning is the judged one); ``random_control``: over the
+    cases whose edited image does not show the new value, how many some gain > 1 of the edit's
+    change makes show it, beside how many a random push of the same size does (the rate at which
+    the ``too_weak`` rung would fire by chance)."""
 
     def table(ids: list[str]) -> dict:
         groups: dict[str, dict[str, list[str]]] = {"all": {"all": ids}, "split": {}, "category": {}}
@@ -423,9 +463,20 @@ def summarize_interventions(per_case: Mapping[str, dict], entries: Mapping, conf
         curve[name] = {"shows_new": k / len(judged) if judged else None, "ci": [lo, hi], "n": len(judged),
                        "errors": len(vs) - len(judged),
                        "net": (k / len(judged) - base_rate) if judged and base_rate is not None else None}
+    def any_shows(cid: str, part: str) -> bool:
+        return any(o.get("verdict") is True for n, o in per_case[cid]["outcomes"].items()
+                   if n.startswith(part + ":") and float(n.split(":")[1]) > 1.0)
+
+    not_new = [c for c in ids if per_case[c]["outcomes"].get("gain:1", {}).get("verdict") is False]
+    k_rand = sum(any_shows(c, "random") for c in not_new)
+    k_gain = sum(any_shows(c, "gain") for c in not_new)
+    control = {"n": len(not_new), "random_any_gain": _share(k_rand, len(not_new)),
+               "edit_any_gain": _share(k_gain, len(not_new)),
+               "note": "cases whose edited image does not show the new value: the share that some gain > 1 of the "
+                       "edit's change shows it (too_weak) beside the share that a random push of the same size does"}
     agree = [per_case[c]["outcomes"].get("gain:1", {}).get("verdict") == entries[c].succeeded("stage_1", "direct")
              for c in ids if c in entries]
     return {"n_cases": len(ids), "n_failed": len(failed), "verdicts": table(failed), "all_verdicts": table(ids),
-            "gain_curve": curve, "bench_agreement": float(np.mean(agree)) if agree else None,
+            "gain_curve": curve, "random_control": control, "bench_agreement": float(np.mean(agree)) if agree else None,
             "config": {"gains": list(config.gains), "component_gains": list(config.component_gains),
                        "reference": config.reference}}

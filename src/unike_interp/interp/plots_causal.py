@@ -37,8 +37,42 @@ def _errbar(ax, x, share, ci, **kw):
     ax.errorbar(x, [np.nan if s is None else s for s in share], yerr=[lo, hi], capsize=3, **kw)
 
 
-def fig_intervention_verdicts(stats: dict, table: dict | None = None) -> Figure:
-    """Stacked bars: the verdict of each case whose VQA Direct failed, overall, per split, per category."""
+def _runs_verdicts(runs) -> Figure:
+    """Several runs: per run (model × editor), the verdicts of all failed cases and per split."""
+    from .interventions import FAILED_VERDICTS
+
+    bars = []
+    for label, st in runs:
+        try:
+            summ = _section(st, "interventions")["summary"]
+        except FigureSkipped:
+            continue
+        bars.append((f"{label}\nall", summ["verdicts"]["all"]["all"]))
+        bars += [(f"{label}\n{k}", v) for k, v in sorted(summ["verdicts"]["split"].items())]
+    if not bars:
+        raise FigureSkipped("no run has interventions in its stats.json")
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.62 * len(bars) + 3), 4.6))
+    x = np.arange(len(bars))
+    bottom = np.zeros(len(bars))
+    for v in FAILED_VERDICTS:
+        share = np.array([(g[v]["share"] or 0.0) if g["n"] else 0.0 for _, g in bars])
+        ax.bar(x, share, bottom=bottom, color=VERDICT_COLORS[v], edgecolor="black", linewidth=0.4,
+               label=VERDICT_LABELS[v])
+        bottom += share
+    ax.set_xticks(x, [f"{lab} (n={g['n']})" for lab, g in bars], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("share of the cases whose image failed")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(R.FIG_VERDICTS.title + " — per model × editor", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def fig_intervention_verdicts(stats: dict, table: dict | None = None, runs=None) -> Figure:
+    """Stacked bars: the verdict of each case whose VQA Direct failed, overall, per split, per category.
+    ``runs``: several ``(label, stats)`` in one plot (per run: all failed cases and per split)."""
+    if runs is not None:
+        return _runs_verdicts(runs)
     summ = _section(stats, "interventions")["summary"]
     groups = [("all", summ["verdicts"]["all"]["all"])]
     groups += [(k, v) for k, v in summ["verdicts"]["split"].items()]
@@ -75,7 +109,8 @@ def fig_intervention_gain(stats: dict, table: dict | None = None) -> Figure:
     ax = axes[0]
     for part, color, label in (("gain", "black", "the edit's change  c_pre + a·Δc"),
                                ("aligned", "#e69f00", "its component along the value direction"),
-                               ("orthogonal", "#56b4e9", "the rest (orthogonal to it)")):
+                               ("orthogonal", "#56b4e9", "the rest (orthogonal to it)"),
+                               ("random", "#cc79a7", "control: a random push of the same size")):
         names = [n for n in curve if n.startswith(part + ":")]
         gains = [float(n.split(":")[1]) for n in names]
         xs = [max(g, 0.5) for g in gains]  # gain 0 drawn at 0.5 on the log axis
@@ -133,8 +168,49 @@ def fig_causal_tracing(stats: dict, table: dict | None = None) -> Figure:
     return fig
 
 
-def fig_knowledge_source(stats: dict, table: dict | None = None) -> Figure:
-    """Which value the image shows before/after the edit per split, and the subject-state swap."""
+def _runs_knowledge(runs) -> Figure:
+    """Several runs: net transfer and the subject-state swap per run and split."""
+    rows = [(label, st["knowledge_source"]) for label, st in runs if (st or {}).get("knowledge_source")]
+    if not rows:
+        raise FigureSkipped("no run has knowledge_source in its stats.json")
+    splits = ["image-seen", "text-only"]
+    fig, axes = plt.subplots(1, 2, figsize=(max(10.0, 1.4 * len(rows) + 4), 4.4))
+    x = np.arange(len(rows))
+    width = 0.38
+    for j, split in enumerate(splits):
+        net = [(ks["outcomes"].get(split) or {}).get("net_transfer") for _, ks in rows]
+        post = [((ks["outcomes"].get(split) or {}).get("post") or {}).get("new", {}).get("share") for _, ks in rows]
+        axes[0].bar(x + (j - 0.5) * width, [0 if v is None else v for v in net], width,
+                    color=["#0072b2", "#e69f00"][j], label=f"{split}: net transfer")
+        axes[0].scatter(x + (j - 0.5) * width, [np.nan if v is None else v for v in post], color="black", marker="_",
+                        s=120, zorder=3, label="raw VQA Direct" if j == 0 else None)
+        for key, hatch in (("lm", None), ("name", "//")):
+            share = [((ks.get("swap") or {}).get(split) or {}).get("lm_from_donor", {}).get(key, {}).get("share")
+                     for _, ks in rows]
+            off = (j - 0.5) * width + (-0.25 if key == "lm" else 0.0) * width
+            axes[1].bar(x + off + (0.125 if key == "name" else 0.125) * width, [0 if v is None else v for v in share],
+                        width / 2, color=["#0072b2", "#e69f00"][j], hatch=hatch, edgecolor="black", linewidth=0.4,
+                        label=f"{split}: follows {'LM subject state' if key == 'lm' else 'name tokens'}")
+    for ax in axes:
+        ax.set_xticks(x, [lab for lab, _ in rows], rotation=30, ha="right", fontsize=8)
+    axes[0].axhline(0, color="black", lw=0.6)
+    axes[0].set_ylabel("share of images (after − before, new value)")
+    axes[0].set_title("net transfer per split (bars) and raw VQA Direct (marks)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_ylabel("share of images")
+    axes[1].set_title("subject-state swap: which the image follows", fontsize=9)
+    axes[1].legend(fontsize=6)
+    fig.suptitle(R.FIG_KNOWLEDGE.title + " — per model × editor", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def fig_knowledge_source(stats: dict, table: dict | None = None, runs=None) -> Figure:
+    """Which value the image shows before/after the edit per split, and the subject-state swap.
+    ``runs``: several ``(label, stats)`` in one plot (net transfer and swap per run and split)."""
+    if runs is not None:
+        return _runs_knowledge(runs)
     ks = (stats or {}).get("knowledge_source")
     if not ks or "outcomes" not in ks:
         raise FigureSkipped("no knowledge_source in stats.json")

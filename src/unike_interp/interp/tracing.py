@@ -133,7 +133,7 @@ def trace_case_conditionings(adapter, prompt: str, subject_span: tuple[int, int]
     """``(rows, conditioning)`` for one case in one model state: ``rows`` = ``[(direction, layer,
     group)]`` of the patched rows, ``conditioning`` ``(len(rows), S, C)``. ``edited``: the model
     currently holds the edit (rows restore unedited states) or not (rows inject edited ones)."""
-    n_tokens = len(adapter.tokenizer(prompt)["input_ids"])
+    n_tokens = pre_states[0].shape[1]  # the LM's sequence as its layers see it (template tokens included)
     cond0 = adapter.conditioning([prompt])
     groups = position_groups(n_tokens, subject_span, cond0.lm_positions[0].tolist())
     source = pre_states if edited else post_states
@@ -152,7 +152,7 @@ def trace_cases(adapter, judge, records: Mapping, case_ids: Sequence[str], *, ed
     """Trace ``case_ids`` at one evaluation point. ``edited_context()``: a context manager inside
     which ``adapter`` holds the point's edit (outside it, the unedited weights)."""
     from ..conditioning import stack_conditionings
-    from .interventions import _subject_span
+    from .interventions import prompt_subject_span
 
     states: dict[str, dict] = {}
     for cid in case_ids:
@@ -163,8 +163,7 @@ def trace_cases(adapter, judge, records: Mapping, case_ids: Sequence[str], *, ed
         with edited_context():
             with capture_layers(adapter) as post:
                 c_post = adapter.conditioning([prompt])
-        n = len(adapter.tokenizer(prompt)["input_ids"])
-        span = _subject_span(adapter.tokenizer, prompt, rec.subject, _last_subject_token(adapter, prompt, rec.subject, n))
+        span = prompt_subject_span(adapter, prompt, rec.subject)
         states[cid] = {"prompt": prompt, "span": span, "pre": pre, "post": post, "c_pre": c_pre, "c_post": c_post}
     parts, keys = [], []
     for cid, s in states.items():

@@ -210,6 +210,8 @@ class TextEncPreset:
     default_guidance: float
     guidance_arg: str = "guidance_scale"
     negative_prompt: str | None = None
+    embeds_mask_kwarg: str = "prompt_attention_mask"  # the pipeline's keyword for ``prompt_embeds``' mask
+    embeds_full_width: bool = False  # the pipeline pads captions to max_sequence_length (its negative ones too)
     description: str = ""
     paths: ModulePaths = field(default_factory=ModulePaths)
 
@@ -235,7 +237,7 @@ PRESETS: dict[str, TextEncPreset] = {
         name="sana", pipeline="SanaPipeline", lm_class="Gemma2ForCausalLM", encoder="decoder",
         family="llama", hidden_index=-1, max_sequence_length=300, layout=_layout_sana, call=_call_sana,
         prefix=_sana_instruction,
-        cond_arg=1, mask_arg=4, connector="caption_projection", refiner=None,
+        cond_arg=1, mask_arg=4, connector="caption_projection", refiner=None, embeds_full_width=True,
         blocks="transformer_blocks", block_output=None, packed=False, default_steps=20, default_guidance=4.5,
         description="Sana (SanaPipeline): Gemma-2 text encoder, post-norm last hidden state, BOS + the last "
                     "299 tokens (the instruction dropped), linear DiT with cross-attention",
@@ -245,7 +247,7 @@ PRESETS: dict[str, TextEncPreset] = {
         encoder="lm", family="llama", hidden_index=-1, max_sequence_length=512, layout=_layout_qwenimage,
         call=_call_qwenimage, prefix=_prefix_qwenimage, cond_arg=1, mask_arg=2, connector="txt_in", refiner=None,
         blocks="transformer_blocks", block_output=1, packed=True, default_steps=50, default_guidance=4.0,
-        guidance_arg="true_cfg_scale", negative_prompt=" ", paths=_QWEN_PATHS,
+        guidance_arg="true_cfg_scale", negative_prompt=" ", paths=_QWEN_PATHS, embeds_mask_kwarg="prompt_embeds_mask",
         description="Qwen-Image (QwenImagePipeline): Qwen2.5-VL text encoder, post-norm last hidden state "
                     "of the chat-templated prompt, template start dropped, MMDiT",
     ),
@@ -361,6 +363,31 @@ class TextEncDiTAdapter(UMMAdapter):
         imgs = self.pipe(prompts, num_inference_steps=steps, generator=gens, output_type="np", **kw).images
         return (np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8)
 
+    @torch.no_grad()
+    def generate_from_conditioning(self, cond: Conditioning, *, seed: int = 0, steps: int | None = None,
+                                   guidance: float | None = None, batch_size: int = 64) -> np.ndarray:
+        """The pipeline called with ``prompt_embeds`` (and their mask) in place of a prompt: the
+        conditioning the transformer receives is ``cond`` (each row's slots moved to the front, as
+        the pipeline pads captions on the right); the negative prompt and the noise as in
+        :meth:`_generate_batch`."""
+        steps = steps or self.sample_steps
+        guidance = self.guidance if guidance is None else guidance
+        out = []
+        for i in range(0, cond.hidden.shape[0], batch_size):
+            hidden, mask = _front_align(cond.hidden[i:i + batch_size], cond.mask[i:i + batch_size],
+                                        self.max_sequence_length if self.preset.embeds_full_width else None)
+            n = hidden.shape[0]
+            kw = {self.preset.guidance_arg: guidance, "max_sequence_length": self.max_sequence_length}
+            if self.preset.negative_prompt is not None and guidance > 1:
+                kw["negative_prompt"] = [self.preset.negative_prompt] * n
+            kw.update(self.pipeline_kwargs)
+            kw["prompt_embeds"] = hidden.to(self.device, self.pipe.text_encoder.dtype)
+            kw[self.preset.embeds_mask_kwarg] = mask.to(self.device)
+            gens = [torch.Generator("cpu").manual_seed(seed) for _ in range(n)]
+            imgs = self.pipe(prompt=None, num_inference_steps=steps, generator=gens, output_type="np", **kw).images
+            out.append((np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8))
+        return np.concatenate(out) if out else np.zeros((0, *self.image_hw(), 3), np.uint8)
+
     # --- interpretability -------------------------------------------------------------------
     @property
     def connector(self) -> str | None:
@@ -447,6 +474,20 @@ class TextEncDiTAdapter(UMMAdapter):
         extra = {"input_ids": ids[:, :P + 1].to(dev), "attention_mask": mask[:, :P + 1].to(dev),
                  "offset_mapping": offsets[:, :P + 1]}
         return args, extra
+
+
+def _front_align(hidden: torch.Tensor, mask: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's attended slots moved to the front (in order), zero padding after: ``(B, S', C)``,
+    ``(B, S')`` with ``S'`` = ``width``, else the most attended slots of any row."""
+    keep = mask.bool()
+    width = width or max(1, int(keep.sum(1).max()))
+    h = hidden.new_zeros(hidden.shape[0], width, hidden.shape[2])
+    m = mask.new_zeros(mask.shape[0], width)
+    for b in range(hidden.shape[0]):
+        k = int(keep[b].sum())
+        h[b, :k] = hidden[b, keep[b]]
+        m[b, :k] = 1
+    return h, m
 
 
 class _TextEncDiTPath(torch.nn.Module):
