@@ -81,8 +81,8 @@ def test_case_interventions_builds_every_conditioning():
 
 def _outcomes(shows: dict[str, bool | None]) -> dict:
     cfg = InterventionConfig()
-    base = {n: {"verdict": False} for n in cfg.names()}
-    base.update({n: {"verdict": v} for n, v in shows.items()})
+    base = {n: {"verdict": False, "predicted": "red"} for n in cfg.names()}  # "red": the old value
+    base.update({n: {"verdict": v, "predicted": {True: "blue", False: "red", None: None}[v]} for n, v in shows.items()})
     return base
 
 
@@ -97,11 +97,28 @@ def _outcomes(shows: dict[str, bool | None]) -> dict:
     ({"reference": None}, "undetermined", float("inf")),
 ])
 def test_verdict_ladder(shows, verdict, min_gain):
-    v = verdict_of(_outcomes(shows), InterventionConfig())
+    v = verdict_of(_outcomes(shows), InterventionConfig(), old="red")
     assert v["verdict"] == verdict, v
     assert v["min_gain"] == min_gain or (np.isnan(min_gain) and np.isnan(v["min_gain"]))
     if verdict == "misaligned":
         assert v["min_aligned_gain"] == 8.0
+
+
+def test_a_flip_that_a_random_push_of_the_same_size_also_gives_is_chance():
+    """gain 4 shows the new value, but a random push that size breaks the image too (it no longer shows
+    the old value): that flip is not evidence; gain 8, whose control is intact, is."""
+    oc = _outcomes({"gain:4": True, "gain:8": True, "random:4": None})
+    oc["random:4"] = {"verdict": False, "predicted": "green"}
+    v = verdict_of(oc, InterventionConfig(), old="red")
+    assert v["verdict"] == "too_weak" and v["min_gain"] == 8.0 and v["chance_flips"] == ["gain:4"]
+    oc["random:8"] = {"verdict": True, "predicted": "blue"}
+    oc["reference"] = {"verdict": True, "predicted": "blue"}
+    v = verdict_of(oc, InterventionConfig(), old="red")
+    assert v["verdict"] == "unexplained" and v["chance_flips"] == ["gain:4", "gain:8"]
+    # a judge that names no value cannot check the control: the flip stands, marked uncontrolled
+    oc["random:4"] = {"verdict": False, "predicted": None}
+    v = verdict_of(oc, InterventionConfig(), old="red")
+    assert v["verdict"] == "too_weak" and v["min_gain"] == 4.0 and v["controlled"] is False
 
 
 def test_intervention_config_is_checked():
@@ -161,7 +178,7 @@ class _Adapter:
 
 class _Judge:
     def judge_batch(self, images, cases, stages, targets):
-        return [SimpleNamespace(verdict=bool(im.mean() > 127), predicted="new" if im.mean() > 127 else "old",
+        return [SimpleNamespace(verdict=bool(im.mean() > 127), predicted="blue" if im.mean() > 127 else "red",
                                 error=None) for im in images]
 
     def value_probability(self, images, cases, stages, targets):

@@ -20,9 +20,9 @@ Interventions (the generator's input replaced, :meth:`UMMAdapter.generate_from_c
                   image, a = 1 the edited one)
 ``aligned:a``     c_pre + a Δc_aligned,  a in :attr:`InterventionConfig.component_gains`
 ``orthogonal:a``  c_pre + a Δc_orth
-``random:a``      c_pre + a R, R a seeded Gaussian ``(S, C)`` scaled to ``|R| = |Δc|`` (a control,
-                  gains above 1: how often a push of the edit's size in no particular direction
-                  makes the judge read the new value; not used by the verdict, reported beside it)
+``random:a``      c_pre + a R, R a seeded Gaussian ``(S, C)`` scaled to ``|R| = |Δc|`` (the control,
+                  gains above 1: a push of that size in no particular direction; a gain's flip
+                  counts only where this push leaves the old value in the image)
 ``reference``     c_pre with the subject's slots replaced by the slots that carry the spelled-out
                   new value in r_new (the first slots where r_new and r_old differ, as many as the
                   value has tokens): the generator is told the value where it read the name. A
@@ -33,8 +33,11 @@ Interventions (the generator's input replaced, :meth:`UMMAdapter.generate_from_c
 A verdict per case, the first that holds (:data:`VERDICTS`):
 
 ``transferred``      gain 1 shows the new value (the benchmark's own outcome, redrawn)
-``too_weak``         a larger gain along the edit's own change shows it
-``misaligned``       no gain of its own change does, its aligned component (some gain) does
+``too_weak``         a larger gain along the edit's own change shows it, while a random push of
+                     the same size leaves the old value in the image (otherwise the larger push
+                     merely breaks the image and the judge reads a value by chance)
+``misaligned``       no gain of its own change does, its aligned component (some gain, the same
+                     control) does
 ``generator_bound``  even the reference (the value named where the name was) does not show it
 ``unexplained``      the reference shows it, but neither the edit's change nor its aligned
                      component at any gain does
@@ -193,46 +196,76 @@ def _shows(outcomes: Mapping[str, dict], name: str) -> bool | None:
     return None if o is None else o.get("verdict")
 
 
-def verdict_of(outcomes: Mapping[str, dict], config: InterventionConfig) -> dict:
-    """``{verdict, min_gain, min_aligned_gain, reason}`` from one case's outcomes (``name ->
-    {"verdict": bool | None, ...}``). ``min_gain``: the smallest gain along the edit's own change
-    whose image shows the new value (``inf`` when none); ``min_aligned_gain`` likewise for its
-    aligned component. A needed image without a verdict makes the case ``undetermined``."""
+def _intact(outcomes: Mapping[str, dict], a: float, old: str | None) -> bool | None:
+    """Whether the random push of gain ``a`` (the control) leaves the image showing the old value,
+    i.e. a push of that size alone does not break the image (gains <= 1 need no control; None where
+    the judge names no value)."""
+    if a <= 1.0:
+        return True
+    o = outcomes.get(f"random:{_g(a)}")
+    if o is None or old is None or o.get("predicted") is None:
+        return None
+    return o["predicted"] == old
+
+
+def verdict_of(outcomes: Mapping[str, dict], config: InterventionConfig, old: str | None = None) -> dict:
+    """``{verdict, min_gain, min_aligned_gain, chance_flips, controlled, reason}`` from one case's
+    outcomes (``name -> {"verdict": bool | None, "predicted": str | None, ...}``).
+
+    A gain ``a > 1`` counts as showing the new value only where the random push of the same size
+    leaves the old value (``old``) in the image: otherwise a push that size breaks the image, and
+    the judge reading the new value in it is chance (listed in ``chance_flips``). ``min_gain``: the
+    smallest gain along the edit's own change that shows the new value so (``inf`` when none);
+    ``min_aligned_gain`` likewise for its aligned component; ``controlled``: False where the judge
+    named no value to check the control by (the flip is then taken as it is). A needed image
+    without a verdict makes the case ``undetermined``."""
+    chance: list[str] = []
+    controlled = True
 
     def first(names: Sequence[str], gains: Sequence[float]) -> tuple[float, str | None]:
+        nonlocal controlled
         for n, a in zip(names, gains):
             v = _shows(outcomes, n)
             if v is None:
                 return float("nan"), n
             if v:
+                intact = _intact(outcomes, a, old)
+                if intact is False:
+                    chance.append(n)
+                    continue
+                controlled = controlled and intact is True
                 return a, None
         return float("inf"), None
+
+    def done(**kw) -> dict:
+        return {**out, "chance_flips": chance, "controlled": controlled, **kw}
 
     gains = [a for a in config.gains if a >= 1.0]
     g, missing = first([f"gain:{_g(a)}" for a in gains], gains)
     out = {"min_gain": g, "min_aligned_gain": float("nan")}
     if missing:
-        return {**out, "verdict": "undetermined", "reason": f"no verdict for {missing}"}
+        return done(verdict="undetermined", reason=f"no verdict for {missing}")
     if g == 1.0:
-        return {**out, "verdict": "transferred", "reason": "the edited conditioning shows the new value"}
+        return done(verdict="transferred", reason="the edited conditioning shows the new value")
     if np.isfinite(g):
-        return {**out, "verdict": "too_weak", "reason": f"the edit's own change, scaled by {_g(g)}, shows it"}
+        return done(verdict="too_weak", reason=f"the edit's own change, scaled by {_g(g)}, shows it (a random push "
+                                               "that size does not)")
     if not any(n.startswith("aligned:") for n in outcomes):
-        return {**out, "verdict": "undetermined", "reason": "no value direction (the references were not recorded)"}
+        return done(verdict="undetermined", reason="no value direction (the references were not recorded)")
     ga, missing = first([f"aligned:{_g(a)}" for a in config.component_gains], config.component_gains)
     out["min_aligned_gain"] = ga
     if missing:
-        return {**out, "verdict": "undetermined", "reason": f"no verdict for {missing}"}
+        return done(verdict="undetermined", reason=f"no verdict for {missing}")
     if np.isfinite(ga):
-        return {**out, "verdict": "misaligned",
-                "reason": f"no gain of its own change shows it; its aligned component scaled by {_g(ga)} does"}
+        return done(verdict="misaligned",
+                    reason=f"no gain of its own change shows it; its aligned component scaled by {_g(ga)} does")
     ref = _shows(outcomes, "reference")
     if ref is None:
-        return {**out, "verdict": "undetermined", "reason": "no verdict for the reference"}
+        return done(verdict="undetermined", reason="no verdict for the reference")
     if not ref:
-        return {**out, "verdict": "generator_bound", "reason": "even the spelled-out new value does not show it"}
-    return {**out, "verdict": "unexplained",
-            "reason": "the spelled-out value shows it, but no gain of the edit's change or its aligned component does"}
+        return done(verdict="generator_bound", reason="even the new value named where the name was does not show it")
+    return done(verdict="unexplained",
+                reason="the named value shows it, but no gain of the edit's change or its aligned component does")
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]:
@@ -283,8 +316,11 @@ def run_interventions(adapter, store, records: Mapping, judge, *, seed: int, ste
                 row = json.loads(line)
             except json.JSONDecodeError:  # a torn last line of a killed run: drawn again
                 continue
-            if row.get("config") == _config_key(config, seed, steps, guidance):
-                done[row["case_id"]] = row["result"]
+            if row.get("config") == _config_key(config, seed, steps, guidance) and row["case_id"] in records:
+                # the drawn outcomes are kept; the verdict is read again by this version's ladder
+                r = row["result"]
+                done[row["case_id"]] = _finite({**verdict_of(r["outcomes"], config, records[row["case_id"]].stage_1.gt),
+                                                "outcomes": r["outcomes"], "info": r.get("info", {})})
     result = InterventionResult({c: done[c] for c in cases if c in done})
     todo = [c for c in cases if c not in done]
     t0 = time.perf_counter()
@@ -308,7 +344,7 @@ def run_interventions(adapter, store, records: Mapping, judge, *, seed: int, ste
         lines = []
         for cid in chunk:
             oc = {name: o for (c, name), o in outcomes.items() if c == cid}
-            res = _finite({**verdict_of(oc, config), "outcomes": oc, "info": infos[cid]})
+            res = _finite({**verdict_of(oc, config, records[cid].stage_1.gt), "outcomes": oc, "info": infos[cid]})
             result.per_case[cid] = res
             lines.append(json.dumps({"case_id": cid, "config": _config_key(config, seed, steps, guidance),
                                      "result": res}))

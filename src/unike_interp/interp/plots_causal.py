@@ -16,7 +16,7 @@ from .figure_common import title as _title
 
 VERDICT_COLORS = {"transferred": "#009e73", "too_weak": "#56b4e9", "misaligned": "#e69f00",
                   "generator_bound": "#d55e00", "unexplained": "#999999", "undetermined": "#ffffff"}
-VERDICT_LABELS = {"transferred": "transferred (gain 1 shows it)", "too_weak": "too weak (a larger gain shows it)",
+VERDICT_LABELS = {"transferred": "transferred (gain 1 shows it)", "too_weak": "too weak (a larger gain shows it; an equal random push does not)",
                   "misaligned": "misaligned (only its aligned part shows it)",
                   "generator_bound": "generator-bound (even the named value does not)",
                   "unexplained": "unexplained (named value does; edit never)", "undetermined": "undetermined (judge error)"}
@@ -37,21 +37,11 @@ def _errbar(ax, x, share, ci, **kw):
     ax.errorbar(x, [np.nan if s is None else s for s in share], yerr=[lo, hi], capsize=3, **kw)
 
 
-def _runs_verdicts(runs) -> Figure:
-    """Several runs: per run (model × editor), the verdicts of all failed cases and per split."""
+def _stacked_verdicts(bars: list[tuple[str, dict]], rotation: int) -> tuple[Figure, object]:
+    """One stacked bar per ``(label, verdict row)``: the share of each failed-case verdict."""
     from .interventions import FAILED_VERDICTS
 
-    bars = []
-    for label, st in runs:
-        try:
-            summ = _section(st, "interventions")["summary"]
-        except FigureSkipped:
-            continue
-        bars.append((f"{label}\nall", summ["verdicts"]["all"]["all"]))
-        bars += [(f"{label}\n{k}", v) for k, v in sorted(summ["verdicts"]["split"].items())]
-    if not bars:
-        raise FigureSkipped("no run has interventions in its stats.json")
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.62 * len(bars) + 3), 4.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.66 * len(bars) + 3), 4.4))
     x = np.arange(len(bars))
     bottom = np.zeros(len(bars))
     for v in FAILED_VERDICTS:
@@ -59,42 +49,36 @@ def _runs_verdicts(runs) -> Figure:
         ax.bar(x, share, bottom=bottom, color=VERDICT_COLORS[v], edgecolor="black", linewidth=0.4,
                label=VERDICT_LABELS[v])
         bottom += share
-    ax.set_xticks(x, [f"{lab} (n={g['n']})" for lab, g in bars], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(x, [f"{lab}\n(n={g['n']})" for lab, g in bars], rotation=rotation, ha="right", fontsize=7)
     ax.set_ylabel("share of the cases whose image failed")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle(R.FIG_VERDICTS.title + " — per model × editor", fontsize=11)
-    fig.tight_layout()
-    return fig
+    return fig, ax
 
 
 def fig_intervention_verdicts(stats: dict, table: dict | None = None, runs=None) -> Figure:
     """Stacked bars: the verdict of each case whose VQA Direct failed, overall, per split, per category.
     ``runs``: several ``(label, stats)`` in one plot (per run: all failed cases and per split)."""
     if runs is not None:
-        return _runs_verdicts(runs)
+        bars = []
+        for label, st in runs:
+            if "summary" in ((st or {}).get("interventions") or {}):
+                v = st["interventions"]["summary"]["verdicts"]
+                bars += [(f"{label}: all", v["all"]["all"])] + [(f"{label}: {k}", r) for k, r in sorted(v["split"].items())]
+        if not bars:
+            raise FigureSkipped("no run has interventions in its stats.json")
+        fig, _ = _stacked_verdicts(bars, rotation=60)
+        fig.suptitle(R.FIG_VERDICTS.title + " — per model × editor", fontsize=11)
+        fig.tight_layout()
+        return fig
     summ = _section(stats, "interventions")["summary"]
-    groups = [("all", summ["verdicts"]["all"]["all"])]
-    groups += [(k, v) for k, v in summ["verdicts"]["split"].items()]
-    groups += [(k, v) for k, v in summ["verdicts"]["category"].items()]
     if not summ["n_failed"]:
         raise FigureSkipped("no case failed VQA Direct: there is nothing to explain")
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(groups) + 3), 4.2))
-    x = np.arange(len(groups))
-    bottom = np.zeros(len(groups))
-    from .interventions import FAILED_VERDICTS
-
-    for v in FAILED_VERDICTS:
-        share = np.array([(g[v]["share"] or 0.0) if g["n"] else 0.0 for _, g in groups])
-        ax.bar(x, share, bottom=bottom, color=VERDICT_COLORS[v], edgecolor="black", linewidth=0.4,
-               label=VERDICT_LABELS[v])
-        bottom += share
-    ax.set_xticks(x, [f"{k}\n(n={g['n']})" for k, g in groups], rotation=45, ha="right", fontsize=8)
+    v = summ["verdicts"]
+    bars = [("all", v["all"]["all"])] + list(v["split"].items()) + list(v["category"].items())
+    fig, ax = _stacked_verdicts(bars, rotation=45)
     ax.axvline(0.5, color="black", lw=0.8)
-    ax.axvline(0.5 + len(summ["verdicts"]["split"]), color="black", lw=0.8, ls=":")
-    ax.set_ylabel("share of the cases whose image failed")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.axvline(0.5 + len(v["split"]), color="black", lw=0.8, ls=":")
     _title(fig, R.FIG_VERDICTS.title + ": " + f"{summ['n_failed']} failed of {summ['n_cases']} cases", stats, table)
     fig.tight_layout()
     return fig
