@@ -218,9 +218,9 @@ def fig_knowledge_source(stats: dict, table: dict | None = None, runs=None) -> F
         ax.text(x - 1, 1.02, f"net {100 * nt:+.0f}" if nt is not None else "", ha="center", fontsize=7)
     ax.set_xticks(np.arange(len(labels)), labels, fontsize=7)
     ax.set_ylabel("share of stage-1 images")
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.25)
     ax.set_title("which value the image shows (net = after − before, new value, points)", fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", ncol=4)
     ax = axes[1]
     swap = ks.get("swap")
     if swap:

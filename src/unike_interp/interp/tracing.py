@@ -133,7 +133,8 @@ def trace_case_conditionings(adapter, prompt: str, subject_span: tuple[int, int]
     """``(rows, conditioning)`` for one case in one model state: ``rows`` = ``[(direction, layer,
     group)]`` of the patched rows, ``conditioning`` ``(len(rows), S, C)``. ``edited``: the model
     currently holds the edit (rows restore unedited states) or not (rows inject edited ones)."""
-    n_tokens = pre_states[0].shape[1]  # the LM's sequence as its layers see it (template tokens included)
+    # the LM's text tokens as its layers see them (template included), without appended learned queries
+    n_tokens = pre_states[0].shape[1] - int(getattr(adapter, "appended_query_slots", 0))
     cond0 = adapter.conditioning([prompt])
     groups = position_groups(n_tokens, subject_span, cond0.lm_positions[0].tolist())
     source = pre_states if edited else post_states

@@ -116,6 +116,9 @@ class UMMAdapter(ABC):
         """``site name -> module path`` for the residual stream after each LM layer."""
         return {f"resid.{i}": self.paths.layer.format(i) for i in range(self.num_layers)}
 
+    #: Learned query tokens the family appends after the prompt in the LM's sequence (BLIP3o-like).
+    appended_query_slots: int = 0
+
     #: Where the language model sits inside :meth:`trace_module` (a dotted prefix).
     trace_lm_prefix: str = "lm"
 

@@ -139,6 +139,11 @@ class SynthWorldAdapter(UMMAdapter):
         return self.encoder.pathway
 
     @property
+    def appended_query_slots(self) -> int:
+        """Learned query tokens appended after the prompt in the LM's sequence (``queries``: K; else 0)."""
+        return int(self.encoder.num_queries)
+
+    @property
     def connector(self) -> str | None:
         """Module path (inside :attr:`encoder`) of the projection between LM and generator, if any."""
         return "proj" if self.pathway == "bottleneck" else None
