@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the conditioning interventions, the subject-state swap and the tracing (default: run them "
                         "where the model can draw from a given conditioning)")
     p.add_argument("--trace-cases", type=int, default=20,
-                   help="cases the cross-modal causal tracing traces, those whose image moved most (default: 20; 0: none)")
+                   help="cases the cross-modal causal tracing traces, those whose image moved most (0: none)")
     _run_flags(p, "analyze")
 
     add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")

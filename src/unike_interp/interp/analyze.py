@@ -194,8 +194,11 @@ def format_causal(summary: dict) -> str:
     elif tr.get("n_cases"):
         import numpy as np
 
+        from .tracing import min_cases
+
         for d in ("restore", "inject"):
             m = np.array(tr[d]["mean_effect"], dtype=float)
+            m[np.array(tr[d]["n"]) < min_cases(tr["n_cases"])] = np.nan
             if np.isfinite(m).any():
                 i, j = np.unravel_index(np.nanargmax(m), m.shape)
                 lines.append(f"tracing ({d}, {tr['n_cases']} cases): strongest at layer {i}, {tr['groups'][j]} "

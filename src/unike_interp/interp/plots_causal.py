@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from . import statistics as R
 from .figure_common import FigureSkipped
+from .tracing import min_cases
 from .figure_common import title as _title
 
 VERDICT_COLORS = {"transferred": "#009e73", "too_weak": "#56b4e9", "misaligned": "#e69f00",
@@ -129,12 +130,14 @@ def fig_causal_tracing(stats: dict, table: dict | None = None) -> Figure:
     if not tr.get("n_cases"):
         raise FigureSkipped("no case was traced (--trace-cases 0)")
     groups = tr["groups"]
+    min_n = min_cases(tr["n_cases"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(tr["layers"]) + 2.6))
     for ax, d, title in ((axes[0], "restore", "restore the unedited state in the edited model\n"
                                               "p(new) edited − p(new) patched: how much the image moves back"),
                          (axes[1], "inject", "inject the edited state into the unedited model\n"
                                              "p(new) patched − p(new) unedited: how much it carries alone")):
         m = np.array(tr[d]["mean_effect"], dtype=float)
+        m[np.array(tr[d]["n"]) < min_n] = np.nan  # a token group few prompts have: too few cases to show
         keep = np.isfinite(m).any(axis=0)
         lim = max(0.05, float(np.nanmax(np.abs(m)))) if np.isfinite(m).any() else 1.0
         im = ax.imshow(m[:, keep], cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", origin="lower")
@@ -147,7 +150,7 @@ def fig_causal_tracing(stats: dict, table: dict | None = None) -> Figure:
         ax.set_title(title, fontsize=8)
         fig.colorbar(im, ax=ax, label="change in p(image shows new value)")
     _title(fig, R.FIG_TRACING.title + ": " + f"{tr['n_cases']} cases; p(new) unedited {tr['p_new_pre']:.2f}, "
-           f"edited {tr['p_new_post']:.2f}", stats, table)
+           f"edited {tr['p_new_post']:.2f}; cells of fewer than {min_n} cases left out", stats, table)
     fig.tight_layout()
     return fig
 

@@ -210,6 +210,12 @@ def _last_subject_token(adapter, prompt: str, subject: str, n_tokens: int) -> in
         return -1
 
 
+def min_cases(n_cases: int) -> int:
+    """The fewest traced cases a (layer, token group) cell is reported with (a token group few
+    prompts have, e.g. words after the subject): a quarter of them, at least 3."""
+    return max(3, int(np.ceil(0.25 * n_cases)))
+
+
 def summarize_traces(traced: Mapping[str, TraceCase], *, num_layers: int, edit_layers: Sequence[int]) -> dict:
     """``stats.json``'s ``tracing`` entry: per direction the ``(layers, groups)`` mean effect over the
     traced cases (NaN-aware; ``n`` per cell), the groups, the edited layers, the mean ``p_new`` of
