@@ -139,7 +139,11 @@ def fig_causal_tracing(stats: dict, table: dict | None = None) -> Figure:
         m = np.array(tr[d]["mean_effect"], dtype=float)
         m[np.array(tr[d]["n"]) < min_n] = np.nan  # a token group few prompts have: too few cases to show
         keep = np.isfinite(m).any(axis=0)
-        lim = max(0.05, float(np.nanmax(np.abs(m)))) if np.isfinite(m).any() else 1.0
+        if not keep.any():
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"no cell from {min_n} or more traced cases", ha="center", va="center")
+            continue
+        lim = max(0.05, float(np.nanmax(np.abs(m))))
         im = ax.imshow(m[:, keep], cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", origin="lower")
         ax.set_xticks(np.arange(keep.sum()), [g.replace("_", " ") for g, k in zip(groups, keep) if k], rotation=30,
                       ha="right", fontsize=8)
