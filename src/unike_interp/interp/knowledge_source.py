@@ -32,16 +32,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .interventions import wilson
+from .interventions import _share
 
 __all__ = ["outcome_table", "swap_subject_state", "summarize_swaps"]
 
 OUTCOMES = ("new", "old", "other", "no_verdict")
-
-
-def _share(k: int, n: int) -> dict:
-    lo, hi = wilson(k, n)
-    return {"count": k, "share": k / n if n else None, "ci": [lo, hi]}
 
 
 def _value_shown(v: dict | None, old: str, new: str) -> str:
@@ -87,8 +82,8 @@ def swap_subject_state(adapter, judge, records: Mapping, case_ids: Sequence[str]
     ``{"skipped": reason}``. Needs ``adapter.subject_values()`` (the donor's values)."""
     from ..conditioning import stack_conditionings
     from ..data.cloze import find_subject
-    from .tracing import capture_layers
-    from .tracing import _last_subject_token as last_token
+    from .interventions import prompt_subject_span
+    from .tracing import capture_layers, patch_layers
 
     table = adapter.subject_values()
     if table is None:
@@ -108,15 +103,18 @@ def swap_subject_state(adapter, judge, records: Mapping, case_ids: Sequence[str]
             continue
         a, b = find_subject(prompt, x)[-1]
         prompt_y = prompt[:a] + y + prompt[b:]
-        tx, ty = last_token(adapter, prompt, x, 0), last_token(adapter, prompt_y, y, 0)
+        tx, ty = prompt_subject_span(adapter, prompt, x)[1], prompt_subject_span(adapter, prompt_y, y)[1]
         n_x = len(adapter.tokenizer(" " + x, add_special_tokens=False)["input_ids"])
         n_y = len(adapter.tokenizer(" " + y, add_special_tokens=False)["input_ids"])
         with capture_layers(adapter) as hx:
             adapter.conditioning([prompt])
         with capture_layers(adapter) as hy:
             adapter.conditioning([prompt_y])
-        c_lm = _patch_all_layers(adapter, prompt, tx, hy, ty)
-        c_name = _patch_all_layers(adapter, prompt_y, ty, hx, tx)
+        # every layer's state at the name's last token from the other prompt, in one forward (row 0)
+        with patch_layers(adapter, [(layer, [tx], hy[layer][0, [ty]]) for layer in range(len(hy))], rows=[0] * len(hy)):
+            c_lm = adapter.conditioning([prompt])
+        with patch_layers(adapter, [(layer, [ty], hx[layer][0, [tx]]) for layer in range(len(hx))], rows=[0] * len(hx)):
+            c_name = adapter.conditioning([prompt_y])
         plan[cid] = {"donor": y, "x_value": table[x][k], "y_value": table[y][k],
                      "single_token": bool(n_x == 1 or n_y == 1), "rows": (len(parts), len(parts) + 1)}
         parts += [c_lm, c_name]
@@ -140,26 +138,6 @@ def swap_subject_state(adapter, judge, records: Mapping, case_ids: Sequence[str]
     for p in plan.values():
         p.pop("rows", None)
     return plan
-
-
-def _patch_all_layers(adapter, prompt: str, t: int, states: list, t_src: int):
-    """The conditioning of ``prompt`` with every LM layer's output at ``t`` set to ``states[l][0, t_src]``."""
-    from .tracing import _layer_modules, _hidden
-
-    hooks = []
-
-    def hook(mod, args, output, layer):
-        h = _hidden(output).clone()
-        h[0, t] = states[layer][0, t_src].to(h.dtype)
-        return (h, *output[1:]) if isinstance(output, tuple) else h
-
-    for layer, m in enumerate(_layer_modules(adapter)):
-        hooks.append(m.register_forward_hook(lambda mod, a, o, layer=layer: hook(mod, a, o, layer)))
-    try:
-        return adapter.conditioning([prompt])
-    finally:
-        for h in hooks:
-            h.remove()
 
 
 def summarize_swaps(per_case: Mapping[str, dict], entries: Mapping) -> dict:

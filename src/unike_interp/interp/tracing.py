@@ -87,11 +87,13 @@ def capture_layers(adapter) -> Iterator[list[torch.Tensor]]:
 
 
 @contextmanager
-def patch_layers(adapter, patches: Sequence[tuple[int, list[int], torch.Tensor]]) -> Iterator[None]:
-    """Inside, batch row ``r``'s output of layer ``patches[r][0]`` at positions ``patches[r][1]`` is
-    replaced by ``patches[r][2]`` ``(len(positions), H)``; rows with ``layer = -1`` are not patched."""
+def patch_layers(adapter, patches: Sequence[tuple[int, list[int], torch.Tensor]],
+                 rows: Sequence[int] | None = None) -> Iterator[None]:
+    """Inside, batch row ``rows[i]`` (default ``i``)'s output of layer ``patches[i][0]`` at positions
+    ``patches[i][1]`` is replaced by ``patches[i][2]`` ``(len(positions), H)``; patches with
+    ``layer = -1`` do nothing. Several patches may name one row (several layers of one forward)."""
     by_layer: dict[int, list[tuple[int, list[int], torch.Tensor]]] = {}
-    for r, (layer, pos, value) in enumerate(patches):
+    for r, (layer, pos, value) in zip(range(len(patches)) if rows is None else rows, patches):
         if layer >= 0:
             by_layer.setdefault(layer, []).append((r, pos, value))
 
@@ -198,16 +200,6 @@ def trace_cases(adapter, judge, records: Mapping, case_ids: Sequence[str], *, ed
         else:
             tc.maps[d][layer, GROUPS.index(g)] = float(v)
     return out
-
-
-def _last_subject_token(adapter, prompt: str, subject: str, n_tokens: int) -> int:
-    from ..editing.requests import subject_last_positions
-
-    enc = adapter.tokenizer([prompt], return_offsets_mapping=True, return_tensors="pt")
-    try:
-        return int(subject_last_positions(adapter.tokenizer, [prompt], [subject], enc)[0])
-    except ValueError:
-        return -1
 
 
 def min_cases(n_cases: int) -> int:
