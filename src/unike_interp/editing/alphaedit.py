@@ -19,7 +19,6 @@ import torch
 
 from .memit import MEMIT
 from .stats import cached_nullspace_projector
-from .targets import mean_at_subject, optimize_targets
 
 
 class AlphaEdit(MEMIT):
@@ -28,7 +27,7 @@ class AlphaEdit(MEMIT):
     def _prepare(self, adapter) -> None:
         # the projector belongs to the unedited model; K_p grows with the edits of a sequence
         self._P, self._Kp = {}, {}
-        for l in self.layers(adapter):
+        for l in self.all_layers(adapter):
             C, meta = self.second_moment(adapter, l)
             P = cached_nullspace_projector(C.cpu(), meta, self.hp.nullspace_threshold, self.hp.nullspace_relative,
                                            cache=self.cache)
@@ -43,21 +42,16 @@ class AlphaEdit(MEMIT):
         return {l: int(round(float(P.trace()))) for l, P in self._P.items()}
 
     def _edit(self, adapter, requests) -> dict:
-        layers = self.layers(adapter)
-        prefixes = self.prefixes(adapter)
-        site = adapter.paths.layer.format(layers[-1])
-        t = optimize_targets(adapter, requests, [site], prefixes, self.hp)
-        z = t.target(site).to(adapter.device)
-        for i, l in enumerate(layers):
-            path = self.module_path(adapter, l)
-            K = mean_at_subject(adapter, requests, prefixes, path, what="input").to(adapter.device)
-            cur = mean_at_subject(adapter, requests, prefixes, site, what="output").to(adapter.device)
-            R = (z - cur) / (len(layers) - i)
+        obj = self.objectives(adapter, requests)
+        for l in self.all_layers(adapter):
+            K, R = self.layer_rows(adapter, l, requests, obj)
             P = self._P[l].double()
             M = self._Kp[l].double() + K.double().T @ K.double()
             A = P @ M + self.hp.l2 * torch.eye(P.shape[0], dtype=torch.float64, device=P.device)
             update = (R.double().T @ K.double() @ torch.linalg.solve(A, P)).float()
             self.apply_update(adapter, l, update, requests)
             self._Kp[l] = self._Kp[l] + K.T @ K
-        return {"layers": layers, "target_nll": t.target_nll.tolist(), "target_steps": t.steps,
+        t = self._last_targets
+        info = {"layers": self.all_layers(adapter), "target_nll": t.target_nll.tolist(), "target_steps": t.steps,
                 "nullspace_dims": self.nullspace_dims()}
+        return {**info, **(obj[4].info if obj[4] is not None else {})}

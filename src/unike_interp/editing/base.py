@@ -55,10 +55,15 @@ class Editor(ABC):
     """Base class: hyperparameters, layers from the adapter, statistics, guards."""
 
     name: str = "editor"
+    #: Whether the editor takes the conditioning objective (``modality_aware=true``, editing/modality.py).
+    supports_modality: bool = False
 
     def __init__(self, hparams: EditHParams | None = None, *, stats_cache: StatsCache | None = None,
                  stats_corpus: Sequence[str] | None = None, progress: bool = False):
         self.hp = hparams if hparams is not None else make_hparams(self.name)
+        if self.hp.modality_aware and not self.supports_modality:
+            raise ValueError(f"{self.name}: modality_aware=true is supported by memit, pmet and alphaedit (their "
+                             f"update solves for many key/value rows at once); {self.name} does not take it")
         self.cache = stats_cache
         self.stats_corpus = stats_corpus
         self.progress = progress
@@ -72,6 +77,20 @@ class Editor(ABC):
         if bad:
             raise ValueError(f"{self.name}: layers {bad} do not exist ({adapter.name} has {n} layers)")
         return list(layers)
+
+    def cond_layers(self, adapter) -> list[int]:
+        """The layers the conditioning objective updates (``[]`` unless ``modality_aware``)."""
+        if not self.hp.modality_aware:
+            return []
+        layers = self.hp.cond_layers if self.hp.cond_layers is not None else self.layers(adapter)
+        bad = [l for l in layers if l >= adapter.num_layers]
+        if bad:
+            raise ValueError(f"{self.name}: cond_layers {bad} do not exist ({adapter.name} has {adapter.num_layers} layers)")
+        return list(layers)
+
+    def all_layers(self, adapter) -> list[int]:
+        """Every layer an edit writes: the text layers and the conditioning layers."""
+        return sorted(set(self.layers(adapter)) | set(self.cond_layers(adapter)))
 
     def template(self, adapter) -> str:
         return self.hp.module_template or adapter.edit_module_template
@@ -145,7 +164,7 @@ class Editor(ABC):
         """Apply the edit to ``adapter.lm`` in place (through :meth:`apply_update`); return diagnostics."""
 
     def edited_modules(self, adapter) -> list[str]:
-        return [self.module_path(adapter, l) for l in self.layers(adapter)]
+        return [self.module_path(adapter, l) for l in self.all_layers(adapter)]
 
     def edit(self, adapter, requests: Sequence[EditRequest]) -> EditResult:
         """Edit ``adapter.lm`` for ``requests`` at once; the model is restored if anything fails."""

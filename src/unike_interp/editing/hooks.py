@@ -23,13 +23,15 @@ def _replace_main(x, new):
 
 
 @contextmanager
-def capture_at(module: torch.nn.Module, positions: torch.Tensor, *, what: str = "output") -> Iterator[dict]:
-    """Record ``module``'s ``what`` (``"input"`` or ``"output"``) at ``positions[b]`` of each row:
-    the yielded dict gets ``"value"`` ``(B, D)`` after the forward pass."""
+def capture_at(module: torch.nn.Module, positions: torch.Tensor, *, what: str = "output",
+               rows: torch.Tensor | None = None) -> Iterator[dict]:
+    """Record ``module``'s ``what`` (``"input"`` or ``"output"``) at ``positions[b]`` of each row
+    (or, with ``rows``, at ``(rows[i], positions[i])``, several positions per row): the yielded dict
+    gets ``"value"`` ``(B, D)`` (``(N, D)``) after the forward pass."""
     if what not in ("input", "output"):
         raise ValueError(f"what must be 'input' or 'output', got {what!r}")
     store: dict = {}
-    rows = torch.arange(positions.shape[0])
+    rows = torch.arange(positions.shape[0]) if rows is None else rows
 
     def hook(mod, args, output):
         x = args[0] if what == "input" else _main(output)
@@ -43,14 +45,16 @@ def capture_at(module: torch.nn.Module, positions: torch.Tensor, *, what: str = 
 
 
 @contextmanager
-def add_at(module: torch.nn.Module, positions: torch.Tensor, vectors: torch.Tensor) -> Iterator[None]:
-    """Add ``vectors[b]`` ``(B, D)`` to ``module``'s output at ``positions[b]`` of row ``b``."""
+def add_at(module: torch.nn.Module, positions: torch.Tensor, vectors: torch.Tensor,
+           rows: torch.Tensor | None = None) -> Iterator[None]:
+    """Add ``vectors[b]`` ``(B, D)`` to ``module``'s output at ``positions[b]`` of row ``b`` (with
+    ``rows``: ``vectors[i]`` at ``(rows[i], positions[i])``; the pairs must be distinct)."""
 
     def hook(mod, args, output):
         x = _main(output)
-        rows = torch.arange(x.shape[0], device=x.device)
+        r = torch.arange(x.shape[0], device=x.device) if rows is None else rows.to(x.device)
         add = torch.zeros_like(x)
-        add = add.index_put((rows, positions.to(x.device)), vectors.to(x.dtype))
+        add = add.index_put((r, positions.to(x.device)), vectors.to(x.dtype))
         return _replace_main(output, x + add)
 
     handle = module.register_forward_hook(hook)

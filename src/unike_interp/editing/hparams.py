@@ -14,7 +14,7 @@ File format (TOML shown; YAML takes the same keys)::
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,22 @@ class EditHParams:
     max_rel_update: float | None = 2.0
     stats_samples: int = 20000
     stats_dtype: str = "float32"
+    # Modality-aware editing (MEMIT, PMET, AlphaEdit; editing/modality.py): the update also moves the
+    # conditioning of generic image prompts of the subject (cond_templates, "{}" = the subject)
+    # toward what the model's caption with the new value spelled out produces. cond_weight: w of
+    # its rows against the text rows; cond_layers: the layers those rows update (None: the editor's
+    # layers; the last one is where their targets are optimised); cond_positions: "subject" (every
+    # token of the name) or "last" (its last token, where the text edit writes).
+    modality_aware: bool = False
+    cond_weight: float = 1.0
+    cond_layers: list[int] | None = None
+    cond_templates: list[str] = field(default_factory=lambda: ["a {}"])
+    cond_positions: str = "subject"
+    cond_steps: int = 100
+    cond_lr: float = 0.5
+    cond_weight_decay: float = 0.0
+    cond_stop_loss: float = 0.05
+    cond_caption_tokens: int = 64
 
     def __post_init__(self) -> None:
         if self.layers is not None:
@@ -68,6 +84,25 @@ class EditHParams:
             raise ValueError(f"max_rel_update must be > 0 or None, got {self.max_rel_update}")
         if self.stats_dtype not in ("float32", "float64"):
             raise ValueError(f"stats_dtype must be float32 or float64, got {self.stats_dtype!r}")
+        if not isinstance(self.modality_aware, bool):
+            raise ValueError(f"modality_aware must be true or false, got {self.modality_aware!r}")
+        if self.cond_layers is not None:
+            if not self.cond_layers or any((not isinstance(l, int)) or l < 0 for l in self.cond_layers):
+                raise ValueError(f"cond_layers must be a non-empty list of non-negative ints, got {self.cond_layers!r}")
+            self.cond_layers = sorted(set(self.cond_layers))
+        if isinstance(self.cond_templates, str):
+            self.cond_templates = [self.cond_templates]
+        if not self.cond_templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in self.cond_templates):
+            raise ValueError("cond_templates must be a non-empty list of image prompts, each with one '{}' for the "
+                             f"subject, got {self.cond_templates!r}")
+        if self.cond_positions not in ("subject", "last"):
+            raise ValueError(f"cond_positions must be 'subject' or 'last', got {self.cond_positions!r}")
+        if self.cond_weight < 0 or self.cond_lr <= 0 or self.cond_weight_decay < 0 or self.cond_stop_loss < 0:
+            raise ValueError("cond_weight, cond_weight_decay and cond_stop_loss must be >= 0 and cond_lr > 0, got "
+                             f"{self.cond_weight}, {self.cond_weight_decay}, {self.cond_stop_loss}, {self.cond_lr}")
+        if self.cond_steps < 0 or self.cond_caption_tokens < 1:
+            raise ValueError(f"cond_steps must be >= 0 and cond_caption_tokens >= 1, got {self.cond_steps}, "
+                             f"{self.cond_caption_tokens}")
 
 
 @dataclass

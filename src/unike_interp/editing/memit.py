@@ -34,6 +34,7 @@ def ridge_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) 
 class MEMIT(Editor):
     name = "memit"
     spread = "linear"
+    supports_modality = True
 
     def target_sites(self, adapter, last: int) -> tuple[list[str], str]:
         """Sites whose outputs are optimised, and the one whose target the update distributes."""
@@ -44,19 +45,49 @@ class MEMIT(Editor):
         return 1.0 / remaining
 
     def _prepare(self, adapter) -> None:
-        self._C = {l: self.second_moment(adapter, l)[0] for l in self.layers(adapter)}
+        self._C = {l: self.second_moment(adapter, l)[0] for l in self.all_layers(adapter)}
 
-    def _edit(self, adapter, requests) -> dict:
+    def objectives(self, adapter, requests) -> tuple:
+        """The text targets (and, with ``modality_aware``, the conditioning objective, optimised):
+        ``(layers, prefixes, site, z, cond)``; ``cond`` is None for the plain editor."""
         layers = self.layers(adapter)
         prefixes = self.prefixes(adapter)
         sites, site = self.target_sites(adapter, layers[-1])
         t = optimize_targets(adapter, requests, sites, prefixes, self.hp)
         z = t.target(site).to(adapter.device)
-        for i, l in enumerate(layers):
-            path = self.module_path(adapter, l)
+        cond = None
+        if self.hp.modality_aware:
+            from .modality import build_objective
+
+            cl = self.cond_layers(adapter)
+            cond = build_objective(adapter, requests, self.hp, cl)
+            cond.optimize(adapter.paths.layer.format(cl[-1]))
+        self._last_targets = t
+        return layers, prefixes, site, z, cond
+
+    def layer_rows(self, adapter, l: int, requests, objectives) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K, R)`` of layer ``l``'s update: the text rows (if ``l`` is a text layer) and the
+        conditioning rows (if it is a conditioning layer), the model as it is now."""
+        layers, prefixes, site, z, cond = objectives
+        path = self.module_path(adapter, l)
+        Ks, Rs = [], []
+        if l in layers:
             K = mean_at_subject(adapter, requests, prefixes, path, what="input").to(adapter.device)
             cur = mean_at_subject(adapter, requests, prefixes, site, what="output").to(adapter.device)
-            R = (z - cur) * self.residual_scale(len(layers) - i)
+            Ks.append(K)
+            Rs.append((z - cur) * self.residual_scale(sum(x >= l for x in layers)))
+        if cond is not None and l in cond.layers:
+            Kc, Rc = cond.rows(path, adapter.paths.layer.format(cond.layers[-1]), sum(x >= l for x in cond.layers))
+            Ks.append(Kc)
+            Rs.append(Rc)
+        return torch.cat(Ks), torch.cat(Rs)
+
+    def _edit(self, adapter, requests) -> dict:
+        obj = self.objectives(adapter, requests)
+        for l in self.all_layers(adapter):
+            K, R = self.layer_rows(adapter, l, requests, obj)
             update = ridge_update(R, K, self._C[l], self.hp.mom2_update_weight)
             self.apply_update(adapter, l, update, requests)
-        return {"layers": layers, "target_nll": t.target_nll.tolist(), "target_steps": t.steps}
+        t = self._last_targets
+        info = {"layers": self.all_layers(adapter), "target_nll": t.target_nll.tolist(), "target_steps": t.steps}
+        return {**info, **(obj[4].info if obj[4] is not None else {})}

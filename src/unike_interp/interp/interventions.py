@@ -59,7 +59,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..conditioning import Conditioning, stack_conditionings
+from ..conditioning import Conditioning, prompt_subject_span, stack_conditionings, subject_columns
 
 __all__ = ["GAINS", "COMPONENT_GAINS", "VERDICTS", "InterventionConfig", "value_direction", "split_along",
            "case_interventions", "subject_columns", "prompt_subject_span", "recorded_subject_span", "verdict_of", "run_interventions", "summarize_interventions", "wilson"]
@@ -359,28 +359,6 @@ def run_interventions(adapter, store, records: Mapping, judge, *, seed: int, ste
         echo(f"[analyze] interventions: {result.images} images for {len(todo)} cases in {result.seconds:.1f} s")
     result.per_case = {c: result.per_case[c] for c in cases}
     return result
-
-
-def subject_columns(adapter, prompt: str, subject: str) -> list[int]:
-    """The LM input columns of the subject's tokens when ``prompt`` is encoded alone, in the
-    coordinates of ``adapter.conditioning([prompt]).lm_positions`` (template tokens counted), from
-    the character offsets ``adapter.trace_inputs([prompt])`` reports; ``[]`` where it is absent."""
-    from ..data.cloze import find_subject
-
-    spans = find_subject(prompt, subject)
-    if not spans:
-        return []
-    a, b = spans[-1]
-    _, extra = adapter.trace_inputs([prompt])
-    offsets = np.asarray(extra["offset_mapping"])[0]
-    return [j for j, (s, e) in enumerate(offsets.tolist()) if e > s and s < b and e > a]
-
-
-def prompt_subject_span(adapter, prompt: str, subject: str) -> tuple[int, int] | None:
-    """LM positions ``(first, last)`` of the subject's tokens in ``prompt`` encoded alone (as
-    ``adapter.conditioning([prompt])`` and its LM layers see it); None where it does not occur."""
-    cols = subject_columns(adapter, prompt, subject)
-    return (min(cols), max(cols)) if cols else None
 
 
 def recorded_subject_span(adapter, prompt: str, subject: str, recorded_positions: np.ndarray) -> tuple[int, int] | None:

@@ -240,6 +240,14 @@ class UMMAdapter(ABC):
                for i in range(0, len(prompts), max(1, batch_size))]
         return np.concatenate(out) if out else np.zeros((0, *self.image_hw(), 3), np.uint8)
 
+    def differentiable_conditioning(self, prompts: Sequence[str]):
+        """:meth:`conditioning` with autograd on: the same tensor, differentiable with respect to
+        the language model's activations (what the modality-aware editors optimise through,
+        :mod:`unike_interp.editing.modality`)."""
+        raise NotImplementedError(
+            f"{self.name}: this adapter exposes no differentiable conditioning, so modality-aware editing "
+            "(modality_aware=true) cannot move what its generator reads; edit without it")
+
     def generate_from_conditioning(self, cond, *, seed: int = 0, steps: int | None = None,
                                    guidance: float | None = None, batch_size: int = 64) -> np.ndarray:
         """``(B, H, W, 3)`` uint8 images drawn from a given :class:`~unike_interp.conditioning.Conditioning`

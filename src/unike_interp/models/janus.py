@@ -236,6 +236,14 @@ class JanusAdapter(UMMAdapter):
         return Conditioning(hidden, torch.ones(posi.shape, dtype=torch.long, device=hidden.device),
                             posi.to(hidden.device))
 
+    def differentiable_conditioning(self, prompts: Sequence[str]) -> Conditioning:
+        """Not available: all but the first of Janus's conditioning slots are read at image tokens
+        the model samples one by one, so no gradient reaches them from the prompt's states."""
+        raise NotImplementedError(
+            f"{self.name}: Janus conditions its image head on the states of image tokens it samples one at a "
+            "time, which carry no gradient from the prompt, so modality-aware editing (modality_aware=true) "
+            "cannot target them; edit without it")
+
     # --- interpretability -------------------------------------------------------------------
     @property
     def generator_blocks(self) -> list[str]:

@@ -256,6 +256,9 @@ class OmniGen2Adapter(UMMAdapter):
 
     @torch.no_grad()
     def conditioning(self, prompts: Sequence[str]) -> Conditioning:
+        return self._conditioning(prompts)
+
+    def _conditioning(self, prompts: Sequence[str]) -> Conditioning:
         """What the pipeline hands the transformer for ``prompts``: its own ``encode_prompt``
         (conditional branch) -- ``hidden_states[-1]`` of the mllm over the right-padded
         instructions, and their mask. ``lm_positions[b, j] = j`` on real tokens (the system
@@ -275,6 +278,12 @@ class OmniGen2Adapter(UMMAdapter):
         mask = mask.to(self.device)
         pos = torch.arange(mask.shape[1], device=self.device).expand_as(mask).masked_fill(mask == 0, -1)
         return Conditioning(hidden, mask, pos)
+
+    def differentiable_conditioning(self, prompts: Sequence[str]) -> Conditioning:
+        """:meth:`conditioning` under autograd (the pipeline's ``encode_prompt`` runs the mllm
+        forward; a revision that disables gradients inside it is reported by the editor)."""
+        with torch.enable_grad():
+            return self._conditioning(prompts)
 
     # --- images ------------------------------------------------------------------------------
     def image_hw(self) -> tuple[int, int]:

@@ -154,6 +154,13 @@ class SynthWorldAdapter(UMMAdapter):
 
     @torch.no_grad()
     def conditioning(self, prompts: Sequence[str]) -> Conditioning:
+        return self._conditioning(prompts)
+
+    def differentiable_conditioning(self, prompts: Sequence[str]) -> Conditioning:
+        with torch.enable_grad():
+            return self._conditioning(prompts)
+
+    def _conditioning(self, prompts: Sequence[str]) -> Conditioning:
         from ..world.generator import tokenize
 
         ids, mask = tokenize(self.tokenizer, prompts, self.device)

@@ -310,6 +310,13 @@ class TextEncDiTAdapter(UMMAdapter):
 
     @torch.no_grad()
     def _encode(self, lay: EncodeLayout) -> Conditioning:
+        return self._encode_grad(lay)
+
+    def differentiable_conditioning(self, prompts: Sequence[str]) -> Conditioning:
+        with torch.enable_grad():
+            return self._encode_grad(self.layout(prompts))
+
+    def _encode_grad(self, lay: EncodeLayout) -> Conditioning:
         ids, mask = lay.input_ids.to(self.device), lay.attention_mask.to(self.device)
         te = self.pipe.text_encoder
         h = te(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[self.preset.hidden_index]

@@ -1,0 +1,281 @@
+"""The conditioning-pathway objective of modality-aware editing (``modality_aware=true``).
+
+A locate-then-edit editor writes the new fact where the language model *says* it. What an image
+generator reads is another tensor: the conditioning (:meth:`UMMAdapter.conditioning`), often read
+from the subject's name tokens in an image prompt, not from the cloze prompt's last subject token.
+This objective adds, for every request, rows to the editor's least-squares update that move that
+tensor toward what spelling the new value out produces.
+
+For request ``i`` (subject ``s``, category, ``old -> new``) and each generic template ``t`` of
+``cond_templates`` (``"a {}"``: never the record's own image prompts)::
+
+    p      = t.format(s)                          the generic image prompt
+    cap    = the model's own caption for p         (its reasoning request, greedy, "Caption: ...")
+             with the old value's last mention replaced by the new one; where the model writes no
+             caption naming the old value: "<p>, whose <category> is <new>" (counted)
+    c0     = conditioning(p)           (S, C)      unedited, slots j read from LM position pos[j]
+    v      = mean of conditioning(cap)'s slots read from the new value's tokens     (C,)
+    target T (S, C):  T[j] = v      for the slots read from the subject's tokens
+                      T[j] = c0[j]  for the other slots the edit can reach (after the subject)
+                      where no slot is read from the subject's tokens (learned queries):
+                      T = conditioning(cap) whole (the same number of slots, or an error)
+
+A vector ``d_r`` per edited position ``r`` (the subject's tokens in ``p``; ``cond_positions =
+"last"``: its last token) is added to the residual stream after the last conditioning layer
+``L_c`` (``cond_layers[-1]``) and optimised through the rest of the language model and the
+adapter's differentiable conditioning (:meth:`UMMAdapter.differentiable_conditioning`)::
+
+    L(d) = sum_p  |c(p; h + d) - T|^2_M / |c0 - T|^2_M  +  wd * sum_r |d_r|^2 / |h_r|^2,
+           |d_r| <= clamp * |h_r|
+
+(``M``: the slots above; each prompt's term starts at 1). ``z_r = h_r + d_r`` is then a target
+like the text one: at each conditioning layer ``l`` the editor adds rows ``sqrt(w) k_r^l`` (the
+module's input at ``(p, r)``) and ``sqrt(w) (z_r - h_r^{L_c}) / (layers left)`` to its keys and
+residuals (MEMIT's spread), ``w = cond_weight``, so one ridge / null-space solve serves both
+objectives.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from ..conditioning import Conditioning, prompt_subject_span
+from .hooks import add_at, capture_at
+from .requests import EditRequest
+
+
+class ModalityUnsupportedError(ValueError):
+    """The adapter or request cannot carry the conditioning objective (the message says why)."""
+
+
+@dataclass
+class CondPrompt:
+    """One generic image prompt of one request and what its conditioning should become."""
+
+    request: int
+    prompt: str
+    caption: str
+    caption_from: str                      # "model" | "template"
+    positions: list[int]                   # LM positions that get a vector d
+    target: torch.Tensor                   # (S, C) float32
+    slots: torch.Tensor                    # (S,) bool: slots in the loss
+    start: torch.Tensor                    # (S, C) float32: c0
+    lm_positions: tuple[int, ...] = ()
+
+
+@dataclass
+class ConditioningObjective:
+    """The built objective of one edit: prompts, their targets, and (after :meth:`optimize`)
+    ``z`` ``(N, H)``, the target of the residual stream after layer ``layers[-1]`` at each of the
+    ``N`` edited (prompt, position) rows."""
+
+    adapter: object
+    prompts: list[CondPrompt]
+    layers: list[int]
+    hp: object
+    groups: list[list[int]] = field(default_factory=list)
+    z: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    # --- rows: one per (prompt, edited position) --------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        return sum(len(p.positions) for p in self.prompts)
+
+    def _group_rows(self, g: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """``(batch rows, LM positions, global row ids)`` of group ``g``'s edited positions."""
+        offsets = self._offsets()
+        rows, pos, ids = [], [], []
+        for b, pi in enumerate(g):
+            for k, r in enumerate(self.prompts[pi].positions):
+                rows.append(b)
+                pos.append(r)
+                ids.append(offsets[pi] + k)
+        return torch.tensor(rows), torch.tensor(pos), ids
+
+    def _offsets(self) -> list[int]:
+        out, n = [], 0
+        for p in self.prompts:
+            out.append(n)
+            n += len(p.positions)
+        return out
+
+    @torch.no_grad()
+    def read(self, path: str, what: str = "output") -> torch.Tensor:
+        """``path``'s input or output at every row, the model as it is now: ``(N, D)`` float32."""
+        ad = self.adapter
+        out = [None] * self.n_rows
+        for g in self.groups:
+            rows, pos, ids = self._group_rows(g)
+            with capture_at(ad.module(path), pos, what=what, rows=rows) as cap:
+                ad.conditioning([self.prompts[i].prompt for i in g])
+            for j, i in enumerate(ids):
+                out[i] = cap["value"][j].float()
+        return torch.stack(out).to(ad.device)
+
+    def rows(self, path: str, site: str, remaining: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K (N, d_in), R (N, d_out))`` for the update of ``path``: keys and spread residuals,
+        both scaled by ``sqrt(cond_weight)``."""
+        if self.z is None:
+            raise RuntimeError("ConditioningObjective.rows before optimize()")
+        s = float(self.hp.cond_weight) ** 0.5
+        K = self.read(path, "input")
+        R = (self.z - self.read(site, "output")) / remaining
+        return s * K, s * R
+
+    # --- the target vectors ------------------------------------------------------------------
+    def losses(self, cond: Conditioning, g: list[int]) -> torch.Tensor:
+        """Per prompt of group ``g``: ``|c - T|^2_M / |c0 - T|^2_M`` ``(len(g),)``."""
+        h = cond.hidden.float()
+        out = []
+        for b, pi in enumerate(g):
+            p = self.prompts[pi]
+            T, M, c0 = p.target.to(h.device), p.slots.to(h.device), p.start.to(h.device)
+            den = ((c0 - T)[M] ** 2).sum().clamp(min=1e-12)
+            out.append(((h[b] - T)[M] ** 2).sum() / den)
+        return torch.stack(out)
+
+    def optimize(self, site: str) -> None:
+        """Optimise ``d`` at ``site`` (the residual stream after ``layers[-1]``); sets :attr:`z`."""
+        ad, hp = self.adapter, self.hp
+        module = ad.module(site)
+        base = self.read(site, "output")
+        norms = base.norm(dim=-1).clamp(min=1e-6)
+        delta = torch.zeros_like(base, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=hp.cond_lr)
+        req_grad = [p.requires_grad for p in ad.lm.parameters()]
+        was_training = ad.lm.training
+        ad.lm.eval()
+        for p in ad.lm.parameters():
+            p.requires_grad_(False)
+        first = last = None
+        steps = 0
+        try:
+            for step in range(max(hp.cond_steps, 0) + 1):
+                per_prompt = torch.zeros(len(self.prompts), device=ad.device)
+                total = 0.0
+                for g in self.groups:
+                    rows, pos, ids = self._group_rows(g)
+                    with ExitStack() as stack:
+                        stack.enter_context(add_at(module, pos, delta[ids], rows=rows))
+                        cond = ad.differentiable_conditioning([self.prompts[i].prompt for i in g])
+                    if not cond.hidden.requires_grad:
+                        raise ModalityUnsupportedError(
+                            f"{ad.name}: its differentiable_conditioning returned a tensor without gradients "
+                            "(the pipeline disables them); modality-aware editing cannot optimise through it")
+                    lg = self.losses(cond, g)
+                    per_prompt[g] = lg.detach()
+                    total = total + lg.sum()
+                if first is None:
+                    first = per_prompt.cpu()
+                last = per_prompt.cpu()
+                steps = step
+                if step == hp.cond_steps or float(per_prompt.max()) < hp.cond_stop_loss:
+                    break
+                wd = ((delta.norm(dim=-1) / norms) ** 2).sum()
+                loss = total + hp.cond_weight_decay * wd
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    limit = hp.clamp_norm_factor * norms
+                    delta.mul_((limit / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0).unsqueeze(-1))
+        finally:
+            for p, r in zip(ad.lm.parameters(), req_grad):
+                p.requires_grad_(r)
+            ad.lm.train(was_training)
+        self.z = (base + delta.detach()).float()
+        self.info.update({"cond_loss_start": [round(float(x), 4) for x in first],
+                          "cond_loss_target": [round(float(x), 4) for x in last], "cond_steps": steps,
+                          "cond_rel_norm": round(float((delta.detach().norm(dim=-1) / norms).mean()), 4)})
+
+
+def _replace_last_word(text: str, old: str, new: str) -> str | None:
+    hits = list(re.finditer(rf"(?<![\w-]){re.escape(old)}(?![\w-])", text))
+    if not hits:
+        return None
+    m = hits[-1]
+    return text[:m.start()] + new + text[m.end():]
+
+
+def spelled_captions(adapter, items: Sequence[tuple[str, str, str, str | None, str]], max_new_tokens: int
+                     ) -> list[tuple[str, str]]:
+    """``(caption with the new value, "model" | "template")`` per ``(prompt, subject, category, old,
+    new)``: the model's own reasoning caption for the prompt, the old value's last mention replaced
+    by the new one; ``"<prompt>, whose <category> is <new>"`` where it writes none naming ``old``."""
+    # the benchmark's reasoning request and caption parser: the editor asks the model exactly as the
+    # reasoning mode does (a function-level import: bench sits downstream of editing)
+    from ..bench.reasoning import parse_caption, reasoning_request
+
+    texts = adapter.generate_text([reasoning_request(adapter, p, s, c) for p, s, c, _, _ in items],
+                                  max_new_tokens=max_new_tokens)
+    out = []
+    for (p, _s, c, old, new), text in zip(items, texts):
+        cap = parse_caption(text)
+        spelled = _replace_last_word(cap, old, new) if cap and old else None
+        out.append((spelled, "model") if spelled else (f"{p}, whose {c} is {new}", "template"))
+    return out
+
+
+@torch.no_grad()
+def build_objective(adapter, requests: Sequence[EditRequest], hp, layers: list[int]) -> ConditioningObjective:
+    """Prompts, captions and targets for ``requests`` (see the module doc); raises
+    :class:`ModalityUnsupportedError` where the adapter or a request cannot carry the objective."""
+    try:  # an adapter without one says why (NotImplementedError), before any caption is written
+        with torch.enable_grad():
+            adapter.differentiable_conditioning([hp.cond_templates[0].format(requests[0].subject)])
+    except NotImplementedError as e:
+        raise ModalityUnsupportedError(str(e)) from None
+    items, owners = [], []
+    for i, r in enumerate(requests):
+        for t in hp.cond_templates:
+            items.append((t.format(r.subject), r.subject, r.category or "property", r.target_old, r.target_new))
+            owners.append(i)
+    caps = spelled_captions(adapter, items, hp.cond_caption_tokens)
+    prompts: list[CondPrompt] = []
+    for (p, subject, category, _old, new), i, (cap, how) in zip(items, owners, caps):
+        cid = requests[i].case_id
+        c0 = adapter.conditioning([p])
+        r1 = adapter.conditioning([cap])
+        h0, pos0 = c0.hidden[0].float().cpu(), c0.lm_positions[0].cpu()
+        h1, pos1 = r1.hidden[0].float().cpu(), r1.lm_positions[0].cpu()
+        span = prompt_subject_span(adapter, p, subject)
+        if span is None:
+            raise ModalityUnsupportedError(f"case {cid!r}: subject {subject!r} has no tokens in its image prompt {p!r}")
+        positions = list(range(span[0], span[1] + 1)) if hp.cond_positions == "subject" else [span[1]]
+        subj = (pos0 >= span[0]) & (pos0 <= span[1])
+        if bool(subj.any()):
+            vspan = prompt_subject_span(adapter, cap, new)
+            vslots = (pos1 >= vspan[0]) & (pos1 <= vspan[1]) if vspan else torch.zeros_like(pos1, dtype=torch.bool)
+            if not bool(vslots.any()):
+                raise ModalityUnsupportedError(f"case {cid!r}: no conditioning slot of the caption {cap!r} is read "
+                                               f"from the new value {new!r}")
+            T = h0.clone()
+            T[subj] = h1[vslots].mean(0)
+            M = pos0 >= span[0]
+        else:
+            if h1.shape != h0.shape:
+                raise ModalityUnsupportedError(
+                    f"case {cid!r}: {adapter.name}'s conditioning reads no slot from the subject's tokens and the "
+                    f"caption's conditioning has {h1.shape[0]} slots against the prompt's {h0.shape[0]}: no target "
+                    "can be aligned")
+            T, M = h1.clone(), torch.ones(h0.shape[0], dtype=torch.bool)
+        prompts.append(CondPrompt(i, p, cap, how, positions, T, M, h0, tuple(int(x) for x in pos0)))
+    # prompts with the same slot layout run as one batch (no padding shifts a position)
+    by_layout: dict[tuple, list[int]] = {}
+    for k, p in enumerate(prompts):
+        by_layout.setdefault(p.lm_positions, []).append(k)
+    groups = []
+    for members in by_layout.values():
+        for j in range(0, len(members), 64):
+            groups.append(members[j:j + 64])
+    obj = ConditioningObjective(adapter, prompts, layers, hp, groups)
+    obj.info.update({"cond_prompts": len(prompts), "cond_rows": obj.n_rows,
+                     "cond_captions_from_model": sum(p.caption_from == "model" for p in prompts),
+                     "cond_captions_from_template": sum(p.caption_from == "template" for p in prompts)})
+    return obj
