@@ -54,4 +54,6 @@ class AlphaEdit(MEMIT):
         t = self._last_targets
         info = {"layers": self.all_layers(adapter), "target_nll": t.target_nll.tolist(), "target_steps": t.steps,
                 "nullspace_dims": self.nullspace_dims()}
-        return {**info, **(obj[4].info if obj[4] is not None else {})}
+        if obj[4] is not None:
+            info.update({**obj[4].info, "cond_target_reached": round(obj[4].reached(), 4)})
+        return info

@@ -60,7 +60,8 @@ class MEMIT(Editor):
             from .modality import build_objective
 
             cl = self.cond_layers(adapter)
-            cond = build_objective(adapter, requests, self.hp, cl)
+            cond = build_objective(adapter, requests, self.hp, cl,
+                                   self.corpus(adapter) if self.hp.cond_preserve else None)
             cond.optimize(adapter.paths.layer.format(cl[-1]))
         self._last_targets = t
         return layers, prefixes, site, z, cond
@@ -90,4 +91,6 @@ class MEMIT(Editor):
             self.apply_update(adapter, l, update, requests)
         t = self._last_targets
         info = {"layers": self.all_layers(adapter), "target_nll": t.target_nll.tolist(), "target_steps": t.steps}
-        return {**info, **(obj[4].info if obj[4] is not None else {})}
+        if obj[4] is not None:
+            info.update({**obj[4].info, "cond_target_reached": round(obj[4].reached(), 4)})
+        return info

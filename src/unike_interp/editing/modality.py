@@ -44,7 +44,9 @@ from typing import Sequence
 
 import torch
 
-from ..conditioning import Conditioning, prompt_subject_span
+from ..conditioning import Conditioning
+from ..models.positions import prompt_subject_span
+from ..models.reasoning import parse_caption, reasoning_request
 from .hooks import add_at, capture_at
 from .requests import EditRequest
 
@@ -62,10 +64,11 @@ class CondPrompt:
     caption: str
     caption_from: str                      # "model" | "template"
     positions: list[int]                   # LM positions that get a vector d
-    target: torch.Tensor                   # (S, C) float32
-    slots: torch.Tensor                    # (S,) bool: slots in the loss
-    start: torch.Tensor                    # (S, C) float32: c0
+    target: torch.Tensor | None            # (S, C) float32 (None: a kept prompt)
+    slots: torch.Tensor | None             # (S,) bool: slots in the loss
+    start: torch.Tensor | None             # (S, C) float32: c0
     lm_positions: tuple[int, ...] = ()
+    keep: bool = False                     # another name's prompt, whose states the edit keeps
 
 
 @dataclass
@@ -120,13 +123,23 @@ class ConditioningObjective:
 
     def rows(self, path: str, site: str, remaining: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(K (N, d_in), R (N, d_out))`` for the update of ``path``: keys and spread residuals,
-        both scaled by ``sqrt(cond_weight)``."""
+        both scaled by ``sqrt(cond_weight)`` (kept names' rows: ``sqrt(cond_preserve_weight)``)."""
         if self.z is None:
             raise RuntimeError("ConditioningObjective.rows before optimize()")
-        s = float(self.hp.cond_weight) ** 0.5
+        w = torch.tensor([self.hp.cond_preserve_weight if p.keep else self.hp.cond_weight
+                          for p in self.prompts for _ in p.positions], device=self.z.device).sqrt()[:, None]
         K = self.read(path, "input")
         R = (self.z - self.read(site, "output")) / remaining
-        return s * K, s * R
+        return w * K, w * R
+
+    def reached(self) -> float:
+        """After the update: ``1 - mean_r |z_r - h_r| / |z_r - h0_r|`` over the optimised rows (1: the
+        edited weights put every target where it was optimised; the conditioning then differs from
+        the optimised one only through the update's effect on the prompt's other positions)."""
+        live = torch.tensor([not p.keep for p in self.prompts for _ in p.positions])
+        now = self.read(self._site, "output")
+        gap = (self.z - now).norm(dim=-1) / (self.z - self._base).norm(dim=-1).clamp(min=1e-12)
+        return float(1.0 - gap[live.to(gap.device)].mean())
 
     # --- the target vectors ------------------------------------------------------------------
     def losses(self, cond: Conditioning, g: list[int]) -> torch.Tensor:
@@ -160,6 +173,8 @@ class ConditioningObjective:
                 per_prompt = torch.zeros(len(self.prompts), device=ad.device)
                 total = 0.0
                 for g in self.groups:
+                    if self.prompts[g[0]].keep:  # kept names are not optimised: their d stays 0
+                        continue
                     rows, pos, ids = self._group_rows(g)
                     with ExitStack() as stack:
                         stack.enter_context(add_at(module, pos, delta[ids], rows=rows))
@@ -171,13 +186,14 @@ class ConditioningObjective:
                     lg = self.losses(cond, g)
                     per_prompt[g] = lg.detach()
                     total = total + lg.sum()
+                live = torch.tensor([not p.keep for p in self.prompts])
                 if first is None:
-                    first = per_prompt.cpu()
-                last = per_prompt.cpu()
+                    first = per_prompt.cpu()[live]
+                last = per_prompt.cpu()[live]
                 steps = step
-                if step == hp.cond_steps or float(per_prompt.max()) < hp.cond_stop_loss:
+                if step == hp.cond_steps or float(last.max()) < hp.cond_stop_loss:
                     break
-                wd = ((delta.norm(dim=-1) / norms) ** 2).sum()
+                wd = ((delta ** 2).sum(-1) / norms ** 2).sum()
                 loss = total + hp.cond_weight_decay * wd
                 opt.zero_grad()
                 loss.backward()
@@ -190,6 +206,7 @@ class ConditioningObjective:
                 p.requires_grad_(r)
             ad.lm.train(was_training)
         self.z = (base + delta.detach()).float()
+        self._base, self._site = base, site
         self.info.update({"cond_loss_start": [round(float(x), 4) for x in first],
                           "cond_loss_target": [round(float(x), 4) for x in last], "cond_steps": steps,
                           "cond_rel_norm": round(float((delta.detach().norm(dim=-1) / norms).mean()), 4)})
@@ -208,10 +225,6 @@ def spelled_captions(adapter, items: Sequence[tuple[str, str, str, str | None, s
     """``(caption with the new value, "model" | "template")`` per ``(prompt, subject, category, old,
     new)``: the model's own reasoning caption for the prompt, the old value's last mention replaced
     by the new one; ``"<prompt>, whose <category> is <new>"`` where it writes none naming ``old``."""
-    # the benchmark's reasoning request and caption parser: the editor asks the model exactly as the
-    # reasoning mode does (a function-level import: bench sits downstream of editing)
-    from ..bench.reasoning import parse_caption, reasoning_request
-
     texts = adapter.generate_text([reasoning_request(adapter, p, s, c) for p, s, c, _, _ in items],
                                   max_new_tokens=max_new_tokens)
     out = []
@@ -223,9 +236,11 @@ def spelled_captions(adapter, items: Sequence[tuple[str, str, str, str | None, s
 
 
 @torch.no_grad()
-def build_objective(adapter, requests: Sequence[EditRequest], hp, layers: list[int]) -> ConditioningObjective:
-    """Prompts, captions and targets for ``requests`` (see the module doc); raises
-    :class:`ModalityUnsupportedError` where the adapter or a request cannot carry the objective."""
+def build_objective(adapter, requests: Sequence[EditRequest], hp, layers: list[int],
+                    corpus: Sequence[str] | None = None) -> ConditioningObjective:
+    """Prompts, captions and targets for ``requests`` (see the module doc), and the kept names'
+    prompts (``hp.cond_preserve`` words of ``corpus``); raises :class:`ModalityUnsupportedError`
+    where the adapter or a request cannot carry the objective."""
     try:  # an adapter without one says why (NotImplementedError), before any caption is written
         with torch.enable_grad():
             adapter.differentiable_conditioning([hp.cond_templates[0].format(requests[0].subject)])
@@ -266,16 +281,52 @@ def build_objective(adapter, requests: Sequence[EditRequest], hp, layers: list[i
                     "can be aligned")
             T, M = h1.clone(), torch.ones(h0.shape[0], dtype=torch.bool)
         prompts.append(CondPrompt(i, p, cap, how, positions, T, M, h0, tuple(int(x) for x in pos0)))
-    # prompts with the same slot layout run as one batch (no padding shifts a position)
+    if hp.cond_preserve:
+        for word in preserved_names(corpus or [], {r.subject for r in requests}, hp.cond_preserve, hp.seed,
+                                    hp.cond_templates):
+            for t in hp.cond_templates:
+                p = t.format(word)
+                span = prompt_subject_span(adapter, p, word)
+                if span is None:
+                    continue
+                pos0 = adapter.conditioning([p]).lm_positions[0].cpu()
+                positions = list(range(span[0], span[1] + 1)) if hp.cond_positions == "subject" else [span[1]]
+                prompts.append(CondPrompt(-1, p, "", "kept", positions, None, None, None,
+                                          tuple(int(x) for x in pos0), keep=True))
+    # prompts with the same slot layout run as one batch (no padding shifts a position); kept
+    # names' prompts never share a batch with optimised ones
     by_layout: dict[tuple, list[int]] = {}
     for k, p in enumerate(prompts):
-        by_layout.setdefault(p.lm_positions, []).append(k)
+        by_layout.setdefault((p.keep, p.lm_positions), []).append(k)
     groups = []
     for members in by_layout.values():
         for j in range(0, len(members), 64):
             groups.append(members[j:j + 64])
     obj = ConditioningObjective(adapter, prompts, layers, hp, groups)
-    obj.info.update({"cond_prompts": len(prompts), "cond_rows": obj.n_rows,
+    obj.info.update({"cond_prompts": sum(not p.keep for p in prompts), "cond_kept_prompts": sum(p.keep for p in prompts),
+                     "cond_rows": obj.n_rows,
                      "cond_captions_from_model": sum(p.caption_from == "model" for p in prompts),
                      "cond_captions_from_template": sum(p.caption_from == "template" for p in prompts)})
     return obj
+
+
+def preserved_names(corpus: Sequence[str], exclude: set[str], n: int, seed: int,
+                    templates: Sequence[str] = ()) -> list[str]:
+    """``n`` distinct words of ``corpus`` (letters, 3+ characters), not in ``exclude``, drawn with
+    ``seed``: the other names whose image-prompt states the edit is asked to keep. Words the corpus
+    itself writes in one of ``templates`` (``"a {}"``: the words after "a ") come first -- they are
+    what the template is used with, names and nouns -- then any other word of the corpus."""
+    import numpy as np
+
+    word = r"[A-Za-z][A-Za-z'-]{2,}"
+    rng = np.random.default_rng([seed, 17])
+    pats = [re.compile(r"(?<![\w-])" + re.escape(t).replace(re.escape("{}"), f"({word})")) for t in templates]
+    used = sorted({m for line in corpus for p in pats for m in p.findall(line)} - set(exclude))
+    rest = sorted({w for line in corpus for w in re.findall(word, line)} - set(exclude) - set(used))
+    if not used and not rest:
+        raise ModalityUnsupportedError("cond_preserve > 0 draws the kept names from the statistics corpus, and none "
+                                       "with words in it was given (set cond_preserve=0, or give a corpus)")
+    out = [used[i] for i in sorted(rng.permutation(len(used))[:n])]
+    if len(out) < n:
+        out += [rest[i] for i in sorted(rng.permutation(len(rest))[:n - len(out)])]
+    return out

@@ -59,7 +59,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..conditioning import Conditioning, prompt_subject_span, stack_conditionings, subject_columns
+from ..conditioning import Conditioning, stack_conditionings
+from ..models.positions import prompt_subject_span, subject_columns
 
 __all__ = ["GAINS", "COMPONENT_GAINS", "VERDICTS", "InterventionConfig", "value_direction", "split_along",
            "case_interventions", "subject_columns", "prompt_subject_span", "recorded_subject_span", "verdict_of", "run_interventions", "summarize_interventions", "wilson"]
