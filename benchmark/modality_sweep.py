@@ -57,10 +57,10 @@ def unkept_image_locality(folder: Path, model: str, hp: dict) -> dict | None:
     from unike_interp.editing.hparams import make_hparams
     from unike_interp.models import load_model
 
-    n = int(hp.get("cond_preserve") or 0)
+    full = make_hparams(hp.get("editor", "memit"), "synthworld", {k: v for k, v in hp.items() if k != "editor"})
+    n = full.cond_preserve if full.modality_aware else 0
     if not n:
         return None
-    full = make_hparams(hp.get("editor", "memit"), "synthworld", {k: v for k, v in hp.items() if k != "editor"})
     corpus = load_model(model).default_stats_corpus()
     points = [d for d in map(json.loads, (folder / "ledger.jsonl").read_text().splitlines()) if "image_locality" in d]
     k = m = 0

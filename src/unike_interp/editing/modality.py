@@ -138,8 +138,11 @@ class ConditioningObjective:
         the optimised one only through the update's effect on the prompt's other positions)."""
         live = torch.tensor([not p.keep for p in self.prompts for _ in p.positions])
         now = self.read(self._site, "output")
-        gap = (self.z - now).norm(dim=-1) / (self.z - self._base).norm(dim=-1).clamp(min=1e-12)
-        return float(1.0 - gap[live.to(gap.device)].mean())
+        moved = (self.z - self._base).norm(dim=-1)
+        rows = live.to(moved.device) & (moved > 1e-6 * self._base.norm(dim=-1).clamp(min=1e-12))
+        if not bool(rows.any()):  # no target moved (the objective had no gradient): nothing to reach
+            return float("nan")
+        return float(1.0 - ((self.z - now).norm(dim=-1)[rows] / moved[rows]).mean())
 
     # --- the target vectors ------------------------------------------------------------------
     def losses(self, cond: Conditioning, g: list[int]) -> torch.Tensor:
