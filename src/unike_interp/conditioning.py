@@ -44,4 +44,3 @@ def stack_conditionings(parts: "list[Conditioning]") -> Conditioning:
         ms.append(torch.cat([p.mask.new_zeros(b, pad), p.mask], dim=1))
         ps.append(torch.cat([p.lm_positions.new_full((b, pad), -1), p.lm_positions], dim=1))
     return Conditioning(torch.cat(hs), torch.cat(ms), torch.cat(ps))
-

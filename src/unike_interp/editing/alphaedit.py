@@ -51,9 +51,4 @@ class AlphaEdit(MEMIT):
             update = (R.double().T @ K.double() @ torch.linalg.solve(A, P)).float()
             self.apply_update(adapter, l, update, requests)
             self._Kp[l] = self._Kp[l] + K.T @ K
-        t = self._last_targets
-        info = {"layers": self.all_layers(adapter), "target_nll": t.target_nll.tolist(), "target_steps": t.steps,
-                "nullspace_dims": self.nullspace_dims()}
-        if obj[4] is not None:
-            info.update({**obj[4].info, "cond_target_reached": round(obj[4].reached(), 4)})
-        return info
+        return {**self.edit_info(adapter, obj), "nullspace_dims": self.nullspace_dims()}

@@ -17,10 +17,13 @@ For requests ``i = 1..n`` and critical layers ``l_1 < ... < l_L = L`` (the adapt
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .base import Editor
-from .targets import mean_at_subject, optimize_targets
+from .modality import build_objective
+from .targets import Targets, mean_at_subject, optimize_targets
 
 
 def ridge_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) -> torch.Tensor:
@@ -29,6 +32,18 @@ def ridge_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) 
     # A is symmetric: solve A X = K^T R  ->  Delta = X^T
     X = torch.linalg.solve(A, K.double().T @ R.double())
     return X.T.float()
+
+
+class Objectives(NamedTuple):
+    """What one edit solves for: the text layers, prefixes, target site and targets ``z`` ``(R, D)``
+    (``targets``: their optimisation), and the conditioning objective (None for the plain editor)."""
+
+    layers: list[int]
+    prefixes: list[str]
+    site: str
+    z: torch.Tensor
+    targets: Targets
+    cond: object | None
 
 
 class MEMIT(Editor):
@@ -47,9 +62,8 @@ class MEMIT(Editor):
     def _prepare(self, adapter) -> None:
         self._C = {l: self.second_moment(adapter, l)[0] for l in self.all_layers(adapter)}
 
-    def objectives(self, adapter, requests) -> tuple:
-        """The text targets (and, with ``modality_aware``, the conditioning objective, optimised):
-        ``(layers, prefixes, site, z, cond)``; ``cond`` is None for the plain editor."""
+    def objectives(self, adapter, requests) -> Objectives:
+        """The text targets (and, with ``modality_aware``, the conditioning objective, optimised)."""
         layers = self.layers(adapter)
         prefixes = self.prefixes(adapter)
         sites, site = self.target_sites(adapter, layers[-1])
@@ -57,19 +71,16 @@ class MEMIT(Editor):
         z = t.target(site).to(adapter.device)
         cond = None
         if self.hp.modality_aware:
-            from .modality import build_objective
-
             cl = self.cond_layers(adapter)
             cond = build_objective(adapter, requests, self.hp, cl,
                                    self.corpus(adapter) if self.hp.cond_preserve else None)
             cond.optimize(adapter.paths.layer.format(cl[-1]))
-        self._last_targets = t
-        return layers, prefixes, site, z, cond
+        return Objectives(layers, prefixes, site, z, t, cond)
 
-    def layer_rows(self, adapter, l: int, requests, objectives) -> tuple[torch.Tensor, torch.Tensor]:
+    def layer_rows(self, adapter, l: int, requests, objectives: Objectives) -> tuple[torch.Tensor, torch.Tensor]:
         """``(K, R)`` of layer ``l``'s update: the text rows (if ``l`` is a text layer) and the
         conditioning rows (if it is a conditioning layer), the model as it is now."""
-        layers, prefixes, site, z, cond = objectives
+        layers, prefixes, site, z, _, cond = objectives
         path = self.module_path(adapter, l)
         Ks, Rs = [], []
         if l in layers:
@@ -89,8 +100,13 @@ class MEMIT(Editor):
             K, R = self.layer_rows(adapter, l, requests, obj)
             update = ridge_update(R, K, self._C[l], self.hp.mom2_update_weight)
             self.apply_update(adapter, l, update, requests)
-        t = self._last_targets
-        info = {"layers": self.all_layers(adapter), "target_nll": t.target_nll.tolist(), "target_steps": t.steps}
-        if obj[4] is not None:
-            info.update({**obj[4].info, "cond_target_reached": round(obj[4].reached(), 4)})
+        return self.edit_info(adapter, obj)
+
+    def edit_info(self, adapter, obj: Objectives) -> dict:
+        """The diagnostics :meth:`_edit` returns (after the update: the conditioning objective's
+        ``cond_target_reached`` reads the edited model)."""
+        info = {"layers": self.all_layers(adapter), "target_nll": obj.targets.target_nll.tolist(),
+                "target_steps": obj.targets.steps}
+        if obj.cond is not None:
+            info.update({**obj.cond.info, "cond_target_reached": round(obj.cond.reached(), 4)})
         return info

@@ -84,42 +84,47 @@ class ConditioningObjective:
     groups: list[list[int]] = field(default_factory=list)
     z: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    _rows: dict = field(default_factory=dict, repr=False)
 
     # --- rows: one per (prompt, edited position) --------------------------------------------
     @property
     def n_rows(self) -> int:
         return sum(len(p.positions) for p in self.prompts)
 
-    def _group_rows(self, g: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """``(batch rows, LM positions, global row ids)`` of group ``g``'s edited positions."""
-        offsets = self._offsets()
-        rows, pos, ids = [], [], []
-        for b, pi in enumerate(g):
-            for k, r in enumerate(self.prompts[pi].positions):
-                rows.append(b)
-                pos.append(r)
-                ids.append(offsets[pi] + k)
-        return torch.tensor(rows), torch.tensor(pos), ids
-
-    def _offsets(self) -> list[int]:
-        out, n = [], 0
-        for p in self.prompts:
-            out.append(n)
-            n += len(p.positions)
-        return out
+    def _group_rows(self, gi: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """``(batch rows, LM positions, global row ids)`` of group ``gi``'s edited positions (the
+        groups are fixed once built, so this is computed once per group)."""
+        cache = self._rows
+        if gi not in cache:
+            offsets, n = [], 0
+            for p in self.prompts:
+                offsets.append(n)
+                n += len(p.positions)
+            rows, pos, ids = [], [], []
+            for b, pi in enumerate(self.groups[gi]):
+                for k, r in enumerate(self.prompts[pi].positions):
+                    rows.append(b)
+                    pos.append(r)
+                    ids.append(offsets[pi] + k)
+            cache[gi] = (torch.tensor(rows), torch.tensor(pos), ids)
+        return cache[gi]
 
     @torch.no_grad()
-    def read(self, path: str, what: str = "output") -> torch.Tensor:
-        """``path``'s input or output at every row, the model as it is now: ``(N, D)`` float32."""
+    def read(self, *reads: tuple[str, str]) -> list[torch.Tensor]:
+        """For each ``(path, "input" | "output")``, that module's value at every row, the model as
+        it is now, all from one pass over the prompts: ``(N, D)`` float32 each."""
         ad = self.adapter
-        out = [None] * self.n_rows
-        for g in self.groups:
-            rows, pos, ids = self._group_rows(g)
-            with capture_at(ad.module(path), pos, what=what, rows=rows) as cap:
+        outs = [[None] * self.n_rows for _ in reads]
+        for gi, g in enumerate(self.groups):
+            rows, pos, ids = self._group_rows(gi)
+            with ExitStack() as stack:
+                caps = [stack.enter_context(capture_at(ad.module(path), pos, what=what, rows=rows))
+                        for path, what in reads]
                 ad.conditioning([self.prompts[i].prompt for i in g])
-            for j, i in enumerate(ids):
-                out[i] = cap["value"][j].float()
-        return torch.stack(out).to(ad.device)
+            for out, cap in zip(outs, caps):
+                for j, i in enumerate(ids):
+                    out[i] = cap["value"][j].float()
+        return [torch.stack(out).to(ad.device) for out in outs]
 
     def rows(self, path: str, site: str, remaining: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(K (N, d_in), R (N, d_out))`` for the update of ``path``: keys and spread residuals,
@@ -128,16 +133,15 @@ class ConditioningObjective:
             raise RuntimeError("ConditioningObjective.rows before optimize()")
         w = torch.tensor([self.hp.cond_preserve_weight if p.keep else self.hp.cond_weight
                           for p in self.prompts for _ in p.positions], device=self.z.device).sqrt()[:, None]
-        K = self.read(path, "input")
-        R = (self.z - self.read(site, "output")) / remaining
-        return w * K, w * R
+        K, cur = self.read((path, "input"), (site, "output"))
+        return w * K, w * (self.z - cur) / remaining
 
     def reached(self) -> float:
         """After the update: ``1 - mean_r |z_r - h_r| / |z_r - h0_r|`` over the optimised rows (1: the
         edited weights put every target where it was optimised; the conditioning then differs from
         the optimised one only through the update's effect on the prompt's other positions)."""
         live = torch.tensor([not p.keep for p in self.prompts for _ in p.positions])
-        now = self.read(self._site, "output")
+        now, = self.read((self._site, "output"))
         moved = (self.z - self._base).norm(dim=-1)
         rows = live.to(moved.device) & (moved > 1e-6 * self._base.norm(dim=-1).clamp(min=1e-12))
         if not bool(rows.any()):  # no target moved (the objective had no gradient): nothing to reach
@@ -160,7 +164,7 @@ class ConditioningObjective:
         """Optimise ``d`` at ``site`` (the residual stream after ``layers[-1]``); sets :attr:`z`."""
         ad, hp = self.adapter, self.hp
         module = ad.module(site)
-        base = self.read(site, "output")
+        base, = self.read((site, "output"))
         norms = base.norm(dim=-1).clamp(min=1e-6)
         delta = torch.zeros_like(base, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=hp.cond_lr)
@@ -171,16 +175,16 @@ class ConditioningObjective:
             p.requires_grad_(False)
         first = last = None
         steps = 0
+        live = torch.tensor([not p.keep for p in self.prompts])
         try:
             for step in range(max(hp.cond_steps, 0) + 1):
                 per_prompt = torch.zeros(len(self.prompts), device=ad.device)
                 total = 0.0
-                for g in self.groups:
+                for gi, g in enumerate(self.groups):
                     if self.prompts[g[0]].keep:  # kept names are not optimised: their d stays 0
                         continue
-                    rows, pos, ids = self._group_rows(g)
-                    with ExitStack() as stack:
-                        stack.enter_context(add_at(module, pos, delta[ids], rows=rows))
+                    rows, pos, ids = self._group_rows(gi)
+                    with add_at(module, pos, delta[ids], rows=rows):
                         cond = ad.differentiable_conditioning([self.prompts[i].prompt for i in g])
                     if not cond.hidden.requires_grad:
                         raise ModalityUnsupportedError(
@@ -189,7 +193,6 @@ class ConditioningObjective:
                     lg = self.losses(cond, g)
                     per_prompt[g] = lg.detach()
                     total = total + lg.sum()
-                live = torch.tensor([not p.keep for p in self.prompts])
                 if first is None:
                     first = per_prompt.cpu()[live]
                 last = per_prompt.cpu()[live]
