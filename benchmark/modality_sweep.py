@@ -9,7 +9,9 @@ batches of 25). Each setting runs as its own process into ``<out>/<model>/s<seed
 finished run is read back, not run again), and one JSON line per setting is appended to
 ``<out>/sweep.jsonl``: the setting, efficacy, generalisation (stages 2-4 cloze prompts), text
 and image locality, VQA Direct at stage 1 and stages 2-4, VQA Reasoning, seconds per edit, each
-rate with its 95% interval. A markdown table row per setting is printed as it finishes.
+rate with its 95% interval. ``image_loc_unkept``: image locality over the probes whose subject was
+not among the kept names (``cond_preserve``); a plain setting is read over the probes its editor's
+default modality-aware edit keeps out. A markdown table row per setting is printed as it finishes.
 
 Per-family defaults are chosen on held-out samples (``--seed 1`` and ``--seed 2``) and read on
 ``--seed 0``; every setting tried lands in ``sweep.jsonl``.
@@ -99,7 +101,11 @@ def run_setting(s: dict, args) -> dict:
             return {"label": s["label"], "error": f"unike bench exited {rc}; see {log}"}
     out = {"label": s["label"], "model": args.model, "seed": args.seed, "editor": editor, "protocol": proto,
            "batch_size": bs, "set": s.get("set") or {}, **read_run(folder)}
-    out["image_loc_unkept"] = unkept_image_locality(folder, args.model, {"editor": editor, **(s.get("set") or {})})
+    hp = {"editor": editor, **(s.get("set") or {})}
+    # a plain run is read over the probes its editor's default modality-aware edit keeps out, so the
+    # plain and modality-aware rows compare on one subset
+    out["image_loc_unkept"] = unkept_image_locality(folder, args.model, hp if hp.get("modality_aware") else
+                                                    {**hp, "modality_aware": True})
     return out
 
 

@@ -33,6 +33,22 @@ PIPELINE_KWARGS = {"sana": {"height": 32, "width": 32, "use_resolution_binning":
                    "qwenimage": {"height": 32, "width": 32}}
 
 
+def _omnigen2_missing() -> str | None:
+    """Why OmniGen2's official code cannot run here (None where ``omnigen2`` imports)."""
+    from unike_interp.models.omnigen2 import OmniGen2ImportError, import_omnigen2
+
+    try:
+        import_omnigen2()
+    except OmniGen2ImportError as e:
+        return ("OmniGen2's code is not importable (" + str(e).splitlines()[0] + "); see the README's "
+                "'OmniGen2's official code' to install it beside this package")
+    return None
+
+
+#: The reason the ``omnigen2_official`` tests are skipped here, or None where they run.
+OMNIGEN2_MISSING = _omnigen2_missing()
+
+
 @functools.cache
 def tiny_path(family: str) -> Path:
     """The tiny ``family`` checkpoint folder, built once per test process and removed at its exit."""
@@ -44,12 +60,16 @@ def tiny_path(family: str) -> Path:
 @functools.cache
 def tiny_adapter(key: str):
     """The adapter of ``key``: a shipped SynthWorld model or a tiny checkpoint through ``load_model``,
-    OmniGen2 on its stand-ins. One instance per test process: a test restores what it changes."""
+    OmniGen2 on its stand-ins (``omnigen2``) or on its official code (``omnigen2-official``). One instance per test process: a test restores what it changes."""
     from unike_interp.models import load_model
     from unike_interp.testing.omnigen2_standin import tiny_omnigen2
 
     if key == "omnigen2":
         return tiny_omnigen2()
+    if key == "omnigen2-official":
+        from unike_interp.testing.omnigen2_official import tiny_official_omnigen2
+
+        return tiny_official_omnigen2()
     if key in BUILDERS:
         return load_model(f"{key}:{tiny_path(key)}", pipeline_kwargs=PIPELINE_KWARGS.get(key))
     return load_model(key)

@@ -9,6 +9,7 @@ the arguments every pipeline call gets. The stand-ins check the adapter's plumbi
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,13 +178,54 @@ def test_every_pipeline_call_gets_steps_guidance_and_one_generator_per_image():
     a.generate_images(PROMPTS, seed=3, steps=2)
     call = a.pipe.calls[-1]
     assert call["steps"] == 2 and call["guidance"] == a.guidance == 4.0 and call["output_type"] == "np"
-    assert call["max_sequence_length"] is None
+    assert call["max_sequence_length"] is None and call["negative_prompt"] is None
+    assert call["input_images"] == [None, None]  # one entry per prompt: prepare_image iterates them
     gens = call["generator"]
     assert len(gens) == 2 and all(g.device.type == "cpu" for g in gens)
     assert all(torch.equal(g.get_state(), gens[0].get_state()) for g in gens)  # one seed, one generator each
     a.pipeline_kwargs = {"height": 16, "width": 16}
     try:
         assert a.generate_images(PROMPTS[:1], seed=3, steps=1).shape == (1, 16, 16, 3)
+        assert a.pipe.calls[-1]["input_images"] is None  # one prompt: prepare_image wraps it itself
         assert a.generate_images([], seed=3).shape == (0, 16, 16, 3)
     finally:
         a.pipeline_kwargs = {}
+
+
+def test_the_stand_in_fails_where_omnigen2_fails_on_input_images():
+    """The stand-in's ``prepare_image`` handles ``input_images`` as OmniGen2's does, so a
+    text-to-image call that leaves them at ``None`` for two prompts (or passes ``[None]`` for one)
+    fails here as it fails in OmniGen2 -- the bug that made every image of a batched run a failed
+    generation."""
+    a = tiny_adapter("omnigen2")
+    with pytest.raises(TypeError, match="'NoneType' object is not iterable"):
+        a.pipe(prompt=PROMPTS, num_inference_steps=1, output_type="np")
+    with pytest.raises(ValueError, match="incorrect format"):  # read as one prompt's list holding a None image
+        a.pipe(prompt=PROMPTS[:1], input_images=[None], num_inference_steps=1, output_type="np")
+    assert og2.text_to_image_inputs(1) is None and og2.text_to_image_inputs(3) == [None] * 3
+    # and the adapter's batches are its one-prompt images (up to a batch's float rounding)
+    both = a.generate_images(PROMPTS, seed=5, steps=2)
+    alone = np.concatenate([a.generate_images([p], seed=5, steps=2) for p in PROMPTS])
+    assert np.abs(both.astype(int) - alone.astype(int)).max() <= 1
+
+
+def test_pipeline_kwargs_reach_every_call_and_the_conditioning():
+    """``max_sequence_length`` and ``negative_prompt`` (the study's settings) go to each pipeline
+    call; the caption length also bounds :meth:`conditioning`; arguments the adapter sets are refused."""
+    a = tiny_adapter("omnigen2")
+    full = a.conditioning(PROMPTS[1:])
+    a.pipeline_kwargs = {"max_sequence_length": 20, "negative_prompt": "blurry"}
+    try:
+        a.pipe.calls.clear()
+        a.generate_images(PROMPTS, seed=3, steps=1)
+        call = a.pipe.calls[-1]
+        assert call["max_sequence_length"] == 20 and call["negative_prompt"] == "blurry"
+        cut = a.conditioning(PROMPTS[1:])
+        assert cut.hidden.shape[1] == 20 < full.hidden.shape[1]
+        torch.testing.assert_close(cut.hidden, full.hidden[:, :20], rtol=0, atol=1e-5)  # causal: a prefix
+    finally:
+        a.pipeline_kwargs = {}
+    for key, flag in (("num_inference_steps", "--sample-steps"), ("text_guidance_scale", "--guidance"),
+                      ("input_images", "text-to-image only")):
+        with pytest.raises(ValueError, match=flag):
+            og2.OmniGen2Adapter("x", a.pipe, device=a.device, dtype=a.dtype, pipeline_kwargs={key: 1})

@@ -153,8 +153,15 @@ def test_adapters_without_a_differentiable_conditioning_say_so(adapter):
         build_objective(NoGrad(), requests(adapter, 1), hp, [0])
 
 
+def _official(key):
+    from adapter_checks import OMNIGEN2_MISSING
+
+    return pytest.param(key, marks=[pytest.mark.omnigen2_official,
+                                    pytest.mark.skipif(OMNIGEN2_MISSING is not None, reason=str(OMNIGEN2_MISSING))])
+
+
 @pytest.mark.adapters
-@pytest.mark.parametrize("key", ["qwenimage", "omnigen2"])
+@pytest.mark.parametrize("key", ["qwenimage", "omnigen2", _official("omnigen2-official")])
 def test_real_adapter_families_carry_it(key, tmp_path):
     """Through a real family's differentiable conditioning (tiny random weights, which write no
     caption: the spelled-out template is used and counted) the targets are optimised, the update

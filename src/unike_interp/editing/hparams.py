@@ -236,7 +236,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
                       "v_steps": 200, "v_weight_decay": 0.05},
         "ft": {},
         # Modality-aware (modality_aware=true), chosen on seeds 1 and 2 (benchmark/modality_sweep.py,
-        # benchmark/modality/*.json; every setting tried is in the README's modality section):
+        # benchmark/modality/*.json; every setting tried is in benchmark/modality/results/):
         # the name's last token only (every name token moved other subjects' images: image locality
         # 57-74 % against the plain editor's 95 %), 150 other names of the corpus kept at weight 10.
         "memit+modality": {"cond_positions": "last", "cond_preserve": 150, "cond_preserve_weight": 10.0},

@@ -12,11 +12,14 @@ index: ``omnigen2/pipelines/omnigen2/pipeline_omnigen2.py`` of VectorSpaceLab/Om
 ``models/transformers/repo.py`` (a90b8cb), ``models/transformers/block_lumina2.py`` and
 ``inference.py`` (10fc7b8). The upstream ``transformer_omnigen2.py`` and the scheduler were not in
 the index; they were read from a fork (wtrekell/OmniGen2 at ``4665c28d5d0ce1431a46639da94c00cb2eb0fdc4``).
-Neither OmniGen2's code nor its weights are available where this module was written, so the
-real pipeline has never run through this adapter. The tests run the adapter on a tiny random
-Qwen2.5-VL (transformers' own class) with a small stand-in pipeline and transformer
-(:mod:`unike_interp.testing.omnigen2_standin`), which reproduce the interface described below,
-not OmniGen2's numerics.
+The adapter contract suite has also run on OmniGen2's own ``OmniGen2Pipeline``,
+``OmniGen2Transformer2DModel`` and scheduler at VectorSpaceLab/OmniGen2 ``0f72fa9`` (tiny random
+weights, :mod:`unike_interp.testing.omnigen2_official`; the tests marked ``omnigen2_official``,
+skipped where the code is not importable), with transformers 5.x and diffusers 0.42; loading a
+published checkpoint folder has not. The default tests run the adapter on a tiny random Qwen2.5-VL
+(transformers' own class) with a small stand-in pipeline and transformer
+(:mod:`unike_interp.testing.omnigen2_standin`), which reproduce the interface described below and
+its argument handling, not OmniGen2's numerics.
 
 What the pipeline does (``OmniGen2Pipeline``, text-to-image, no input images):
 
@@ -41,6 +44,9 @@ What the pipeline does (``OmniGen2Pipeline``, text-to-image, no input images):
   the transformer assumes **right padding** (``OmniGen2RotaryPosEmbed.forward`` gives positions
   ``0..n-1`` to the first ``mask.sum()`` caption slots). The adapter therefore sets the pipeline
   tokenizer's ``padding_side = "right"`` (a no-op for one prompt at a time, which never pads);
+* **input images**: ``prepare_image`` wraps ``input_images`` in a list for one prompt and iterates
+  it for more, so text-to-image passes ``None`` for one prompt and ``[None] * B`` for ``B > 1``
+  (:func:`text_to_image_inputs`; the default ``None`` raises ``TypeError`` on two prompts);
 * **sampling**: timesteps ``t`` from 0 (noise) to 1 (image), Euler steps ``x += (t' - t) * v``;
   defaults ``num_inference_steps=28``, ``text_guidance_scale=4.0``, 1024 x 1024 pixels;
   ``generator`` may be a list (one per image, diffusers ``randn_tensor``).
@@ -88,6 +94,14 @@ REQUIRED_IMPORTS = (
 #: clean latent 0); OmniGen2's transformer takes ``timestep = 1 - sigma`` (0 = noise, 1 = image).
 TRACE_SIGMA = 0.5
 
+#: ``OmniGen2Pipeline.__call__`` arguments the adapter sets itself, and where each comes from.
+ADAPTER_ARGUMENTS = {
+    "prompt": "is the benchmark's prompt", "num_inference_steps": "is set by --sample-steps (RunSpec.sample_steps)",
+    "text_guidance_scale": "is set by --guidance (RunSpec.guidance)", "generator": "is seeded per image by the adapter",
+    "output_type": "is 'np' (the adapter returns uint8 arrays)",
+    "input_images": "is text-to-image only (None for one prompt, [None] * B for more)",
+}
+
 _SENTINEL = "\u2063PROMPT\u2063"
 
 
@@ -133,6 +147,19 @@ def import_omnigen2() -> dict:
                 f"revision of OmniGen2 is not the one this adapter was written for.\n{install_hint()}")
         out[key] = getattr(mod, attr)
     return out
+
+
+def text_to_image_inputs(batch_size: int) -> list | None:
+    """The ``input_images`` of a text-to-image call on ``batch_size`` prompts: ``None`` for one
+    prompt, ``[None] * batch_size`` for more.
+
+    ``OmniGen2Pipeline.prepare_image`` wraps ``input_images`` in a list only when the batch holds
+    one prompt and otherwise iterates it, one entry (an image list or ``None``) per prompt; its
+    default ``None`` therefore fails on two or more prompts (``TypeError: 'NoneType' object is not
+    iterable``), and ``[None]`` fails on one (it is read as one prompt's list holding a ``None``
+    image).
+    """
+    return None if batch_size == 1 else [None] * batch_size
 
 
 def build_instruction(tokenizer, prompt: str, system_prompt: str = SYSTEM_PROMPT) -> str:
@@ -197,8 +224,9 @@ class OmniGen2Adapter(UMMAdapter):
     ``scheduler``); ``freqs_cis_fn``: ``OmniGen2RotaryPosEmbed.get_freqs_cis`` (for the trace
     module; imported from ``omnigen2`` when not given). ``pipeline_kwargs`` go to every pipeline
     call (e.g. ``{"negative_prompt": ..., "height": 512, "width": 512}``); empty by default, i.e. the
-    pipeline's own ``__call__`` defaults. ``max_sequence_length`` (None: the pipeline's default) is
-    passed to the pipeline and used for the conditioning alike. ``trace_latent_size`` is the latent
+    pipeline's own ``__call__`` defaults; the arguments the adapter sets itself
+    (:data:`ADAPTER_ARGUMENTS`) are refused. Their ``max_sequence_length`` (None: the pipeline's
+    default) is used for the conditioning too. ``trace_latent_size`` is the latent
     side of the trace module's single transformer call (32: 256 x 256 pixels with the 8x VAE; the
     pipeline's default 128 would store ~16x larger generator activations).
     """
@@ -212,7 +240,7 @@ class OmniGen2Adapter(UMMAdapter):
     trace_latent_size = 32
 
     def __init__(self, name: str, pipe, *, device: torch.device, dtype: torch.dtype,
-                 freqs_cis_fn: Callable | None = None):
+                 freqs_cis_fn: Callable | None = None, pipeline_kwargs: dict | None = None):
         ptok = pipe.processor.tokenizer
         if not getattr(ptok, "is_fast", False):
             raise ValueError("OmniGen2: a fast tokenizer is needed (offset mappings)")
@@ -225,10 +253,18 @@ class OmniGen2Adapter(UMMAdapter):
         self.generator = pipe.transformer
         self.text_prefix = text_decoder_prefix(pipe.mllm)
         self.paths = decoder_paths(self.text_prefix)
-        self.pipeline_kwargs: dict = {}
-        self.max_sequence_length: int | None = None
+        taken = sorted(set(pipeline_kwargs or {}) & set(ADAPTER_ARGUMENTS))
+        if taken:
+            raise ValueError("OmniGen2 pipeline_kwargs: " + "; ".join(f"{k} {ADAPTER_ARGUMENTS[k]}" for k in taken))
+        self.pipeline_kwargs: dict = dict(pipeline_kwargs or {})
         self._freqs_cis_fn = freqs_cis_fn
         self._trace_module = None
+
+    @property
+    def max_sequence_length(self) -> int | None:
+        """``pipeline_kwargs["max_sequence_length"]``: the caption length of the pipeline calls and of
+        :meth:`conditioning` alike (None, the pipeline's default: the tokenizer's own limit)."""
+        return self.pipeline_kwargs.get("max_sequence_length")
 
     # --- the pipeline's text side ---------------------------------------------------------------
     def instruction(self, prompt: str) -> str:
@@ -301,7 +337,8 @@ class OmniGen2Adapter(UMMAdapter):
         (captions are padded to the batch's longest; ``batch_size=1`` is exact).
         """
         gens = [torch.Generator("cpu").manual_seed(int(seed)) for _ in prompts]
-        kw = {"max_sequence_length": self.max_sequence_length, **self.pipeline_kwargs}
+        kw = {"max_sequence_length": self.max_sequence_length, **self.pipeline_kwargs,
+              "input_images": text_to_image_inputs(len(prompts))}
         imgs = self.pipe(prompt=prompts, num_inference_steps=steps, text_guidance_scale=guidance, generator=gens,
                          output_type="np", **kw).images
         return (np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8)
@@ -419,7 +456,7 @@ class _OmniGen2Path(torch.nn.Module):
 # --- loading ---------------------------------------------------------------------------------
 
 def load_omnigen2(path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                  name: str | None = None) -> OmniGen2Adapter:
+                  name: str | None = None, pipeline_kwargs: dict | None = None) -> OmniGen2Adapter:
     """Load an OmniGen2 checkpoint folder offline, as OmniGen2's ``inference.py`` does:
     ``OmniGen2Pipeline.from_pretrained(path, torch_dtype=dtype)``, then the transformer again with
     ``OmniGen2Transformer2DModel.from_pretrained(path, subfolder="transformer")``. Unlike
@@ -429,7 +466,11 @@ def load_omnigen2(path: str | Path, *, device: torch.device | str = "cpu", dtype
 
     Raises :class:`OmniGen2ImportError` (an ``ImportError``) where OmniGen2's code does not import,
     ``FileNotFoundError`` where the folder lacks part of :data:`CHECKPOINT_LAYOUT`.
+    ``pipeline_kwargs``: see :class:`OmniGen2Adapter` (checked before anything loads).
     """
+    taken = sorted(set(pipeline_kwargs or {}) & set(ADAPTER_ARGUMENTS))
+    if taken:
+        raise ValueError("OmniGen2 pipeline_kwargs: " + "; ".join(f"{k} {ADAPTER_ARGUMENTS[k]}" for k in taken))
     from .hub import resolve_model_folder
 
     og = import_omnigen2()
@@ -447,4 +488,4 @@ def load_omnigen2(path: str | Path, *, device: torch.device | str = "cpu", dtype
     for mod in (pipe.mllm, pipe.transformer, pipe.vae):
         mod.eval()
     return OmniGen2Adapter(name or f"omnigen2:{path}", pipe, device=device, dtype=dtype,
-                           freqs_cis_fn=og["rotary"].get_freqs_cis)
+                           freqs_cis_fn=og["rotary"].get_freqs_cis, pipeline_kwargs=pipeline_kwargs)

@@ -134,7 +134,8 @@ FAMILIES: tuple[Family, ...] = (
                "then PYTHONPATH or pip install -e; plus what its requirements.txt lists)",
                f"a local OmniGen2 checkpoint folder ({', '.join(CHECKPOINT_LAYOUT)})",
                "transformers with Qwen2_5_VLForConditionalGeneration"),
-        load=load_omnigen2, refusal="pipeline_kwargs and device_map are not supported for OmniGen2 yet",
+        load=load_omnigen2, options=frozenset({"pipeline_kwargs"}),
+        refusal="device_map is not supported for OmniGen2 yet (its pipeline loads as one piece)",
         probes=(Probe("omnigen2"), Probe("transformers", "Qwen2_5_VLForConditionalGeneration")),
         folder="checkpoint folder"),
 )

@@ -3,8 +3,10 @@ driven by stand-ins for ``OmniGen2Pipeline`` and ``OmniGen2Transformer2DModel``.
 
 The stand-ins reproduce the interface the adapter relies on, as read from OmniGen2's
 ``pipeline_omnigen2.py`` (chat template with the system message, ``padding="longest"``,
-``mllm(...).hidden_states[-1]``, ``transformer(x, t, text, freqs_cis, mask, ref_image_hidden_states=...)``,
-a list of generators), not OmniGen2's numerics: they test the adapter's plumbing, not OmniGen2.
+``mllm(...).hidden_states[-1]``, the input-image handling of ``prepare_image``,
+``transformer(x, t, text, freqs_cis, mask, ref_image_hidden_states=...)``, a list of generators),
+not OmniGen2's numerics: they test the adapter's plumbing, not OmniGen2. Where OmniGen2's code is
+importable, :mod:`unike_interp.testing.omnigen2_official` builds the same tiny adapter on it.
 """
 
 from __future__ import annotations
@@ -118,26 +120,50 @@ class StandInPipeline:
                                         max_sequence_length)
         return emb, mask, neg, neg_mask
 
+    def prepare_image(self, images, batch_size, num_images_per_prompt=1):
+        """The input-image handling of ``OmniGen2Pipeline.prepare_image`` (the VAE encoding left out:
+        an image becomes a placeholder tensor): one prompt's ``images`` is wrapped in a list, more
+        prompts' ``images`` are iterated, one entry (a list of images, or ``None``) per prompt. So
+        ``None`` fails on two or more prompts, as it does in OmniGen2."""
+        if batch_size == 1:
+            images = [images]
+        out = []
+        for img in images:  # TypeError on None, as in OmniGen2
+            refs = [self._preprocess(im) for im in img] if img else None
+            out += [refs] * num_images_per_prompt
+        return out
+
+    def _preprocess(self, image):
+        """Stands in for the image processor and VAE encoder: rejects what OmniGen2's image processor
+        rejects (a ``None`` image among a prompt's images), else a placeholder latent."""
+        if image is None:
+            raise ValueError("Input is in incorrect format (a None image; the image processor takes PIL images, "
+                             "arrays or tensors)")
+        return torch.zeros(self.transformer.config.in_channels, 1, 1)
+
     @torch.no_grad()
-    def __call__(self, prompt=None, negative_prompt=None, max_sequence_length=None, num_inference_steps=28,
-                 text_guidance_scale=4.0, generator=None, output_type="pil", height=None, width=None):
+    def __call__(self, prompt=None, negative_prompt=None, max_sequence_length=None, input_images=None,
+                 num_inference_steps=28, text_guidance_scale=4.0, generator=None, output_type="pil", height=None,
+                 width=None):
         from diffusers.utils.torch_utils import randn_tensor
 
         self.calls.append({"prompt": list(prompt), "steps": num_inference_steps, "guidance": text_guidance_scale,
                            "generator": generator, "output_type": output_type,
-                           "max_sequence_length": max_sequence_length})
+                           "max_sequence_length": max_sequence_length, "negative_prompt": negative_prompt,
+                           "input_images": input_images, "height": height, "width": width})
         emb, mask, neg, neg_mask = self.encode_prompt(prompt, text_guidance_scale > 1.0, negative_prompt,
                                                       device=self.mllm.device, max_sequence_length=max_sequence_length)
-        side = (height or self.default_sample_size * self.vae_scale_factor) // self.vae_scale_factor
         B = len(prompt)
+        refs = self.prepare_image(input_images, B)
+        side = (height or self.default_sample_size * self.vae_scale_factor) // self.vae_scale_factor
         x = randn_tensor((B, self.transformer.config.in_channels, side, side), generator=generator,
                          device=self.mllm.device, dtype=emb.dtype)
         ts = torch.linspace(0, 1, num_inference_steps + 1)
         for t, t_next in zip(ts[:-1], ts[1:]):
-            v = self.transformer(x, t.expand(B), emb, [torch.zeros(1)], mask, ref_image_hidden_states=[None] * B)
+            # OmniGen2's conditional branch gets the prepared reference images, its unconditional one None
+            v = self.transformer(x, t.expand(B), emb, [torch.zeros(1)], mask, ref_image_hidden_states=refs)
             if text_guidance_scale > 1.0:
-                u = self.transformer(x, t.expand(B), neg, [torch.zeros(1)], neg_mask,
-                                     ref_image_hidden_states=[None] * B)
+                u = self.transformer(x, t.expand(B), neg, [torch.zeros(1)], neg_mask, ref_image_hidden_states=None)
                 v = u + text_guidance_scale * (v - u)
             x = x + (t_next - t) * v
         img = torch.sigmoid(x[:, :3]).repeat_interleave(self.vae_scale_factor, 2).repeat_interleave(
