@@ -59,6 +59,12 @@ def _omnigen2_instruction(a, prompts):  # right-padded instructions; the recorde
     return enc["input_ids"], enc["attention_mask"], enc["attention_mask"].sum(1) - 1
 
 
+def _blip3o_instruction(a, prompts):  # left-padded instructions (before the marker and the queries)
+    enc = a.tokenizer([a.instruction(p) for p in prompts], return_tensors="pt", padding=True)
+    T = enc["input_ids"].shape[1]
+    return enc["input_ids"], enc["attention_mask"], torch.full((len(prompts),), T - 1)
+
+
 @dataclass(frozen=True)
 class Case:
     """What one tiny adapter declares, and the few numbers its checks need."""
@@ -106,6 +112,10 @@ CASES = [
     Case("omnigen2-official", "OmniGen2Adapter", 64, 1002, ("cond.tensor", "cond.connector_out", "cond.refiner.0"), 2,
          _omnigen2_instruction, template="model.language_model.layers.{}.mlp.down_proj", edit_scale=2.0,
          batch_tol=1, trace_slots="real"),
+    # BLIP3o: 4 learned queries after the instruction and <im_patch>; DiT over a 2 x 2 grid of 16-d features
+    Case("blip3o", "Blip3oAdapter", 32, 1003, ("cond.tensor", "cond.connector_out"), 2, _blip3o_instruction,
+         template="model.language_model.layers.{}.mlp.down_proj", edit_scale=2.0, batch_tol=1,
+         shapes={"cond.tensor": (3, 4, 32), "cond.connector_out": (3, 4, 32), "gen.block.1": (3, 4, 32)}),
     # Janus draws codes (discrete): on the tiny random LM a relative update of 0.5 moves the head's logits
     # by ~0.4 and no draw, 2.0 changes some codes; the trace teacher-forces seeded codes, so only the
     # BOI slot is what generation reads, and the decoder (on argmax codes) is left out of the comparison
@@ -317,7 +327,8 @@ def test_intervention_equals_weight_edit(case, adapter):
 
 #: What the activation store holds per case and state (literal shapes where the family fixes them).
 STORE_SHAPES = {"janus": {"cond.tensor": (16, 64), "text.resid.3": (2, 64), "gen.block.8": (32, 32, 32)},
-                "lumina2": {"text.resid.3": (2, 64)}}
+                "lumina2": {"text.resid.3": (2, 64)},
+                "blip3o": {"cond.tensor": (4, 32), "text.resid.3": (2, 32), "gen.block.1": (4, 32)}}
 
 
 @pytest.mark.parametrize("family", list(STORE_SHAPES))
@@ -390,7 +401,7 @@ def test_registry_table_and_errors(capsys):
 
     known = known_models()
     assert list(known)[:3] == ["toy-direct", "toy-queries", "toy-bottleneck"]
-    assert {f"{k}:<path>" for k in PRESETS} | {"janus:<path>", "omnigen2:<path>"} <= set(known)
+    assert {f"{k}:<path>" for k in PRESETS} | {"janus:<path>", "omnigen2:<path>", "blip3o:<path>"} <= set(known)
     req = model_requirements()
     assert set(req) == set(known) and all(req[k]["description"] == known[k] for k in known)
     for key, preset in PRESETS.items():  # every preset, described from its own fields
@@ -398,6 +409,7 @@ def test_registry_table_and_errors(capsys):
         assert preset.pipeline in needs and preset.lm_class in needs
         assert req[f"{key}:<path>"]["description"].startswith(preset.description)
     assert req["toy-direct"]["missing"] == [] and req["janus:<path>"]["missing"] == []
+    assert req["blip3o:<path>"]["missing"] == []  # stock transformers + diffusers parts only
     assert all(v["missing"] is None for v in model_requirements(check=False).values())
     for key in known:  # a family that loads from a folder says how to name it
         if key.endswith(":<path>"):
@@ -413,6 +425,8 @@ def test_registry_table_and_errors(capsys):
         load_model("janus:/x", pipeline_kwargs={"height": 8})
     with pytest.raises(ValueError, match="device_map is not supported for OmniGen2 yet"):
         load_model("omnigen2:/x", device_map="auto")
+    with pytest.raises(ValueError, match="device_map is not supported for BLIP3o yet"):
+        load_model("blip3o:/x", device_map="auto")
     assert main(["models", "--json"]) == 0  # `unike models`: every name, what it needs, what is missing
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[-1]) == json.loads(json.dumps(req))

@@ -9,7 +9,7 @@ Real pipelines load from a local folder (or a repository already in the Hugging 
 ``"<preset>:<path>"`` (e.g. ``"lumina2:/models/Lumina-Image-2.0"``), one entry per
 :data:`~unike_interp.models.textenc_dit.PRESETS`; Janus / Janus-Pro (``JanusForConditionalGeneration``)
 folders as ``"janus:<path>"``; OmniGen2 checkpoints as ``"omnigen2:<path>"`` (its code, the
-``omnigen2`` package, installed from git).
+``omnigen2`` package, installed from git); BLIP3o checkpoints as ``"blip3o:<path>"`` (stock parts only).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from .blip3o import BLIP3O_REPO, CHECKPOINT_LAYOUT as BLIP3O_LAYOUT, load_blip3o
 from .janus import load_janus
 from .omnigen2 import CHECKPOINT_LAYOUT, OMNIGEN2_REPO, load_omnigen2
 from .synthworld import VARIANTS as SYNTHWORLD_VARIANTS
@@ -137,6 +138,20 @@ FAMILIES: tuple[Family, ...] = (
         load=load_omnigen2, options=frozenset({"pipeline_kwargs"}),
         refusal="device_map is not supported for OmniGen2 yet (its pipeline loads as one piece)",
         probes=(Probe("omnigen2"), Probe("transformers", "Qwen2_5_VLForConditionalGeneration")),
+        folder="checkpoint folder"),
+    Family(
+        "blip3o",
+        "BLIP3o: learned latent queries appended to the prompt in its Qwen2.5-VL (the edited LM); their final "
+        "states condition a DiT over CLIP features, decoded by an SDXL-style UNet (a local BLIP3o checkpoint folder; "
+        "stock transformers + diffusers parts)",
+        needs=(f"a local BLIP3o checkpoint folder ({', '.join(BLIP3O_LAYOUT)}), e.g. BLIP3o-Model-4B; "
+               f"no code from {BLIP3O_REPO} is needed",
+               "transformers with Qwen2_5_VLForConditionalGeneration",
+               "diffusers with LuminaNextDiT2DModel, UNet2DConditionModel and AutoencoderKL"),
+        load=load_blip3o, options=frozenset({"pipeline_kwargs"}),
+        refusal="device_map is not supported for BLIP3o yet (it loads as one piece)",
+        probes=(Probe("transformers", "Qwen2_5_VLForConditionalGeneration"),
+                Probe("diffusers", "LuminaNextDiT2DModel"), Probe("diffusers", "UNet2DConditionModel")),
         folder="checkpoint folder"),
 )
 

@@ -203,3 +203,86 @@ def build_tiny_qwenimage(out_dir: str | Path, seed: int = 0) -> Path:
     pipe = QwenImagePipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=lm, tokenizer=tok)
     pipe.save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+#: Shape of the tiny BLIP3o's diffusion transformer (``config.json``'s ``dit_config``): a 2 x 2 grid
+#: of 16-d "CLIP features", width 32, 2 Lumina-Next blocks.
+TINY_BLIP3O_DIT = {"input_size": 2, "patch_size": 1, "in_channels": 16, "dim": 32, "n_layers": 2, "n_heads": 2,
+                   "n_kv_heads": 2, "multiple_of": 16}
+
+
+def build_tiny_blip3o(out_dir: str | Path, seed: int = 0, *, n_query: int = 4) -> Path:
+    """A tiny random BLIP3o checkpoint folder, written in the published layout and tensor names.
+
+    ``config.json`` in upstream's flat Qwen2.5-VL form (``model_type`` ``blip3o_qwen_inference``,
+    text hidden 32, 4 layers, tied head as Qwen2.5-VL-3B) plus ``n_query`` and ``dit_config``
+    (:data:`TINY_BLIP3O_DIT`); ``model.safetensors`` with ``model.*``, ``visual.*``,
+    ``model.latent_queries``, ``model.dit.model.*`` and an EVA-CLIP stand-in under
+    ``model.gen_vision_tower.*`` (published but unused here); the SynthWorld tokenizer with the ChatML
+    tokens but *without* ``<im_patch>`` (the loader adds it, as upstream's does; the embedding has
+    its row); ``diffusion-decoder/`` with an SDXL-style ``UNet2DConditionModel`` (``text_time``
+    added conditioning, cross-attention over the 16-d features, ``sample_size`` 4), a 4-level
+    ``AutoencoderKL`` (8x: 32-pixel images) and an ``EulerDiscreteScheduler``. Tensors that
+    diffusers initialises to zero (gates, modulations) get small seeded values, so that prompts
+    reach the image."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from ..models.blip3o import MARKER_TOKEN, Blip3oDiTConfig, Blip3oGenerator, save_blip3o_checkpoint
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
+    n = len(tok) + 1  # the row of <im_patch>, added at load time
+    hidden = 32
+    config = {
+        "architectures": ["blip3oQwenForInferenceLM"], "model_type": "blip3o_qwen_inference",
+        "vocab_size": n, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 4,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
+        "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
+        "tie_word_embeddings": True, "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "vision_config": {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                          "out_hidden_size": hidden},
+        "image_token_id": n + 10, "video_token_id": n + 11, "vision_start_token_id": n + 12,
+        "vision_end_token_id": n + 13,
+        "n_query": n_query, "gen_pooling": "early_pool2d_4", "dit_config": dict(TINY_BLIP3O_DIT),
+    }
+    torch.manual_seed(seed)
+    lm_kwargs = {k: v for k, v in config.items()
+                 if k not in ("architectures", "model_type", "n_query", "gen_pooling", "dit_config")}
+    lm = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**lm_kwargs)).eval()
+    gen = Blip3oGenerator(n_query, hidden, Blip3oDiTConfig(caption_dim=hidden, **TINY_BLIP3O_DIT)).eval()
+    with torch.no_grad():
+        gen.latent_queries.normal_(0.0, 1.0)
+        for p in gen.dit.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    save_blip3o_checkpoint(out, lm, gen, config=config)
+    # the published checkpoint also holds the EVA-CLIP encoder that BLIP3o does not run for text-to-image
+    tensors = load_file(str(out / "model.safetensors"))
+    tensors["model.gen_vision_tower.vision_tower.patch_embed.proj.weight"] = torch.randn(8, 3, 2, 2)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    assert MARKER_TOKEN not in tok.get_vocab()
+    tok.save_pretrained(str(out))
+    feat = TINY_BLIP3O_DIT["in_channels"]
+    dec = out / "diffusion-decoder"
+    unet = UNet2DConditionModel(
+        sample_size=4, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(8, 16), layers_per_block=1,
+        norm_num_groups=4, cross_attention_dim=feat, attention_head_dim=2, addition_embed_type="text_time",
+        addition_time_embed_dim=4, projection_class_embeddings_input_dim=6 * 4 + feat)
+    with torch.no_grad():
+        for p in unet.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    unet.save_pretrained(str(dec / "unet"), safe_serialization=True)
+    AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=32, scaling_factor=0.13025,
+    ).save_pretrained(str(dec / "vae"), safe_serialization=True)
+    EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                           timestep_spacing="leading", steps_offset=1).save_pretrained(str(dec / "scheduler"))
+    return out
