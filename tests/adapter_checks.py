@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from unike_interp.editing.delta import WeightDelta
-from unike_interp.testing.tiny import (build_tiny_blip3o, build_tiny_janus, build_tiny_lumina2, build_tiny_qwenimage,
-                                      build_tiny_sana)
+from unike_interp.testing.tiny import (build_tiny_blip3o, build_tiny_janus, build_tiny_lumina2, build_tiny_ovisimage,
+                                      build_tiny_qwenimage, build_tiny_sana)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny models are built here; nothing is downloaded
 
@@ -28,10 +28,11 @@ RECORD_SUBJECTS = ["zib", "zab", "zib"]
 STEPS = 2
 
 BUILDERS = {"janus": build_tiny_janus, "lumina2": build_tiny_lumina2, "sana": build_tiny_sana,
-            "qwenimage": build_tiny_qwenimage, "blip3o": build_tiny_blip3o}
+            "qwenimage": build_tiny_qwenimage, "ovisimage": build_tiny_ovisimage, "blip3o": build_tiny_blip3o}
 #: The tiny models' images are 32 px (Sana's resolution binning knows only the real sizes).
 PIPELINE_KWARGS = {"sana": {"height": 32, "width": 32, "use_resolution_binning": False},
-                   "qwenimage": {"height": 32, "width": 32}, "blip3o": {"decoder_steps": 2}}
+                   "qwenimage": {"height": 32, "width": 32}, "ovisimage": {"height": 32, "width": 32},
+                   "blip3o": {"decoder_steps": 2}}
 
 
 def _omnigen2_missing() -> str | None:

@@ -29,7 +29,7 @@ from unike_interp.models.registry import model_requirements
 from unike_interp.models.sites import TraceOutput
 from unike_interp.models.textenc_dit import PRESETS
 
-from adapter_checks import (OMNIGEN2_MISSING, PROMPTS, RECORD_PROMPTS, RECORD_SUBJECTS, STEPS,
+from adapter_checks import (OMNIGEN2_MISSING, PIPELINE_KWARGS, PROMPTS, RECORD_PROMPTS, RECORD_SUBJECTS, STEPS,
                             assert_edit_changes_text_not_image, random_delta, recording, tiny_adapter, tiny_path)
 
 pytestmark = pytest.mark.adapters
@@ -104,6 +104,9 @@ CASES = [
     Case("qwenimage", "TextEncDiTAdapter", 32, 1002, ("cond.tensor", "cond.connector_out"), 2, _pipeline_layout,
          template="model.language_model.layers.{}.mlp.down_proj", edit_scale=2.0, past_readout="lm_head",
          batch_tol=2, moved=1e-4, shapes={"gen.block.1": (3, 16, 32)}),
+    # Ovis-Image (an Ovis-family pipeline, not Ovis-U1): 256 slots, padding zeroed, no mask; tied head
+    Case("ovisimage", "TextEncDiTAdapter", 64, 1002, ("cond.tensor", "cond.connector_out"), 2, _pipeline_layout,
+         edit_scale=2.0, batch_tol=2, moved=1e-4, shapes={"cond.tensor": (3, 256, 64)}),
     # the trace gathers OmniGen2's padding slots from other columns; batch padding rounds floats
     Case("omnigen2", "OmniGen2Adapter", 64, 1002, ("cond.tensor", "cond.connector_out", "cond.refiner.0"), 2,
          _omnigen2_instruction, template="model.language_model.layers.{}.mlp.down_proj", edit_scale=2.0,
@@ -328,7 +331,8 @@ def test_intervention_equals_weight_edit(case, adapter):
 #: What the activation store holds per case and state (literal shapes where the family fixes them).
 STORE_SHAPES = {"janus": {"cond.tensor": (16, 64), "text.resid.3": (2, 64), "gen.block.8": (32, 32, 32)},
                 "lumina2": {"text.resid.3": (2, 64)},
-                "blip3o": {"cond.tensor": (4, 32), "text.resid.3": (2, 32), "gen.block.1": (4, 32)}}
+                "blip3o": {"cond.tensor": (4, 32), "text.resid.3": (2, 32), "gen.block.1": (4, 32)},
+                "ovisimage": {"text.resid.3": (2, 64)}}
 
 
 @pytest.mark.parametrize("family", list(STORE_SHAPES))
@@ -350,7 +354,8 @@ def test_bench_end_to_end(family, tmp_path):
     cfg = RunSpec(model=model, editor="rome", protocol="single", cases=2, data=str(data),
                   judge="verifier", image_locality_probes=1, text_locality_probes=4, bootstrap=20,
                   hparams={"stats_samples": 2000, "n_prefixes": 2}, stats_corpus=str(corpus),
-                  sample_steps=STEPS, reasoning_tokens=8, device="cpu")
+                  sample_steps=STEPS, reasoning_tokens=8, device="cpu",
+                  model_options={"pipeline_kwargs": PIPELINE_KWARGS[family]} if family in PIPELINE_KWARGS else {})
     out = tmp_path / "run"
     table = run_bench(cfg, out, progress=False, echo=lambda s: None)
     entries = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]

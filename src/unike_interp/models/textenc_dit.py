@@ -10,7 +10,7 @@ The causal LM (``adapter.lm``) answers text and is edited; the pipeline's ``text
 ``adapter.lm.model`` (Gemma-2 decoder: Lumina2, Sana) or ``adapter.lm`` itself (Qwen2.5-VL:
 Qwen-Image), the very module objects (no copy), so a weight edit reaches text and images alike.
 
-Checked against diffusers 0.42.1 (``pipelines/{lumina2,sana,qwenimage}``) and transformers 5.24:
+Checked against diffusers 0.42.1 (``pipelines/{lumina2,sana,qwenimage,ovis_image}``) and transformers 5.24:
 
 ``lumina2`` (``Lumina2Pipeline``): ``pipe.system_prompt + " <Prompt Start> " + prompt``, padded to
   ``max_length=256`` on the right; ``hidden_states[-2]`` of the ``Gemma2Model`` (the output of
@@ -41,6 +41,16 @@ Checked against diffusers 0.42.1 (``pipelines/{lumina2,sana,qwenimage}``) and tr
   ``(B, h/2 * w/2, 4 C)`` and ``(latents, encoder_hidden_states, encoder_hidden_states_mask,
   timestep=sigma, img_shapes)``; the caption passes ``txt_norm`` and ``txt_in``; each of its
   ``transformer_blocks`` returns ``(text stream, image stream)``.
+
+``ovisimage`` (``OvisImagePipeline``, Ovis-Image; an Ovis-family model, *not* Ovis-U1): the user
+  message ``pipe.system_prompt + prompt`` through the tokenizer's chat template (generation prompt,
+  ``enable_thinking=False``), padded to ``max_length = 256 + user_prompt_begin_id`` (28) without
+  special tokens; ``last_hidden_state`` of the ``Qwen3Model``, multiplied by the mask, the first 28
+  columns dropped (whatever the tokenizer put there): 256 slots, padding zeroed, no mask for the
+  transformer. Guidance is true CFG against ``negative_prompt=""`` (the pipeline's default). The
+  transformer gets packed latents and ``(latents, encoder_hidden_states, timestep=sigma, img_ids,
+  txt_ids)``; the caption passes ``context_embedder_norm`` and ``context_embedder``; each double-stream
+  block of ``transformer_blocks`` returns ``(text stream, image stream)``.
 
 Two tokenizer instances are loaded from the same files: ``adapter.tokenizer`` (left padding, as
 the text side of the toolkit expects) and ``adapter.pipe.tokenizer`` (as the pipeline pads).
@@ -160,6 +170,26 @@ def _layout_qwenimage(adapter, prompts: Sequence[str]) -> EncodeLayout:
     return EncodeLayout(ids, mask, off, slots, (slots >= 0).long(), last)
 
 
+def _prefix_ovisimage(pipe) -> str:
+    return pipe._get_messages(["\u2063"])[0].partition("\u2063")[0]
+
+
+def _layout_ovisimage(adapter, prompts: Sequence[str]) -> EncodeLayout:
+    """``OvisImagePipeline._get_ovis_prompt_embeds``: the chat-templated message padded to
+    ``max_sequence_length + user_prompt_begin_id`` tokens (no special tokens added), the first
+    ``user_prompt_begin_id`` columns dropped whatever they hold, padded columns zeroed (no mask
+    reaches the transformer: every slot is attended; ``slot_mask`` marks the non-zero ones)."""
+    pipe = adapter.pipe
+    drop, S = int(pipe.user_prompt_begin_id), adapter.max_sequence_length
+    pre = _prefix_ovisimage(pipe)
+    ids, mask, off = _tokenize(pipe.tokenizer, pipe._get_messages(list(prompts)), padding="max_length",
+                               max_length=S + drop, truncation=True, add_special_tokens=False)
+    off, last = _relative_offsets(off, mask, [len(pre)] * len(prompts), [len(p) for p in prompts])
+    valid = mask[:, drop:].bool()
+    slots = torch.arange(drop, ids.shape[1]).expand(len(prompts), -1).masked_fill(~valid, -1)
+    return EncodeLayout(ids, mask, off, slots, valid.long(), last)
+
+
 def _gather_slots(h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     """``h[b, slots[b, j]]`` ``(B, S, C)`` from encoder states ``h`` ``(B, M, C)``; zeros where the
     slot is ``-1`` (a pipeline that pads its conditioning with zeros, Qwen-Image)."""
@@ -185,6 +215,20 @@ def _call_qwenimage(transformer, x, sigma, hidden, mask, hw):
     return transformer(packed, hidden, mask, t, [[(1, H // 2, W // 2)]] * B, return_dict=False)[0]
 
 
+def _call_ovisimage(transformer, x, sigma, hidden, mask, hw):
+    B, C, H, W = x.shape  # OvisImagePipeline._pack_latents, _prepare_latent_image_ids, text ids [0, j, j]
+    packed = x.view(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, (H // 2) * (W // 2), C * 4)
+    img_ids = torch.zeros(H // 2, W // 2, 3)
+    img_ids[..., 1] += torch.arange(H // 2)[:, None]
+    img_ids[..., 2] += torch.arange(W // 2)[None, :]
+    txt_ids = torch.zeros(hidden.shape[1], 3)
+    txt_ids[:, 1] = txt_ids[:, 2] = torch.arange(hidden.shape[1])
+    t = torch.full((B,), sigma, dtype=hidden.dtype, device=x.device)
+    dev, dt = x.device, hidden.dtype
+    return transformer(packed, hidden, t, img_ids.reshape(-1, 3).to(dev, dt), txt_ids.to(dev, dt),
+                       return_dict=False)[0]
+
+
 @dataclass(frozen=True)
 class TextEncPreset:
     """What one diffusers pipeline does with its LM text encoder (declarative)."""
@@ -200,7 +244,7 @@ class TextEncPreset:
     call: Callable                # ``(transformer, x, sigma, hidden, mask, hw) -> sample``, positional
     prefix: Callable              # ``pipe -> str``: the text the pipeline puts before the user's prompt
     cond_arg: int                 # positional index of the conditioning in that call
-    mask_arg: int                 # positional index of its mask
+    mask_arg: int | None          # positional index of its mask (None: the transformer takes none)
     connector: str | None         # projection of the conditioning inside the transformer
     refiner: str | None           # caption-only blocks (a ModuleList path in the transformer)
     blocks: str                   # the generator's main blocks (a ModuleList path in the transformer)
@@ -210,7 +254,7 @@ class TextEncPreset:
     default_guidance: float
     guidance_arg: str = "guidance_scale"
     negative_prompt: str | None = None
-    embeds_mask_kwarg: str = "prompt_attention_mask"  # the pipeline's keyword for ``prompt_embeds``' mask
+    embeds_mask_kwarg: str | None = "prompt_attention_mask"  # the pipeline's keyword for ``prompt_embeds``' mask
     embeds_full_width: bool = False  # the pipeline pads captions to max_sequence_length (its negative ones too)
     description: str = ""
     paths: ModulePaths = field(default_factory=ModulePaths)
@@ -250,6 +294,16 @@ PRESETS: dict[str, TextEncPreset] = {
         guidance_arg="true_cfg_scale", negative_prompt=" ", paths=_QWEN_PATHS, embeds_mask_kwarg="prompt_embeds_mask",
         description="Qwen-Image (QwenImagePipeline): Qwen2.5-VL text encoder, post-norm last hidden state "
                     "of the chat-templated prompt, template start dropped, MMDiT",
+    ),
+    "ovisimage": TextEncPreset(
+        name="ovisimage", pipeline="OvisImagePipeline", lm_class="Qwen3ForCausalLM", encoder="decoder",
+        family="llama", hidden_index=-1, max_sequence_length=256, layout=_layout_ovisimage, call=_call_ovisimage,
+        prefix=_prefix_ovisimage, cond_arg=1, mask_arg=None, connector="context_embedder", refiner=None,
+        blocks="transformer_blocks", block_output=1, packed=True, default_steps=50, default_guidance=5.0,
+        embeds_mask_kwarg=None, embeds_full_width=True,
+        description="Ovis-Image (OvisImagePipeline; an Ovis-family model, not Ovis-U1): Qwen3 text encoder, "
+                    "post-norm last hidden state of the chat-templated, instruction-prefixed prompt, first 28 "
+                    "columns dropped, padding zeroed, Flux-like MMDiT",
     ),
 }
 
@@ -389,7 +443,8 @@ class TextEncDiTAdapter(UMMAdapter):
                 kw["negative_prompt"] = [self.preset.negative_prompt] * n
             kw.update(self.pipeline_kwargs)
             kw["prompt_embeds"] = hidden.to(self.device, self.pipe.text_encoder.dtype)
-            kw[self.preset.embeds_mask_kwarg] = mask.to(self.device)
+            if self.preset.embeds_mask_kwarg:  # a pipeline without one zeroes the padded slots (as _front_align)
+                kw[self.preset.embeds_mask_kwarg] = mask.to(self.device)
             gens = [torch.Generator("cpu").manual_seed(seed) for _ in range(n)]
             imgs = self.pipe(prompt=None, num_inference_steps=steps, generator=gens, output_type="np", **kw).images
             out.append((np.asarray(imgs) * 255).round().clip(0, 255).astype(np.uint8))

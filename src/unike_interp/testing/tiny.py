@@ -286,3 +286,44 @@ def build_tiny_blip3o(out_dir: str | Path, seed: int = 0, *, n_query: int = 4) -
     EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                            timestep_spacing="leading", steps_offset=1).save_pretrained(str(dec / "scheduler"))
     return out
+
+
+def build_tiny_ovisimage(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random Ovis-Image pipeline (``OvisImagePipeline``) saved to ``out_dir``: a Qwen3 text
+    encoder (hidden 64, 4 layers, tied head) on the SynthWorld tokenizer with the ChatML tokens and
+    template (right padding), an ``OvisImageTransformer2DModel`` (2 double-stream and 1 single-stream
+    blocks, inner 32) and a 4-level AutoencoderKL (8x). The pipeline's default image is ``128 * 8``
+    pixels; pass ``pipeline_kwargs={"height": 32, "width": 32}``. Zero-initialised modulations get
+    small seeded values."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, OvisImagePipeline, OvisImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from .omnigen2_standin import CHATML
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = CHATML
+    tok.padding_side = "right"
+    torch.manual_seed(seed)
+    lm = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    transformer = OvisImageTransformer2DModel(
+        patch_size=1, in_channels=16, out_channels=16, num_layers=2, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=64, axes_dims_rope=(4, 6, 6))
+    with torch.no_grad():
+        for p in transformer.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=32, scaling_factor=1.0, shift_factor=0.0,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=16, max_image_seq_len=256)
+    pipe = OvisImagePipeline(scheduler=scheduler, vae=vae, text_encoder=lm.model, tokenizer=tok, transformer=transformer)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
