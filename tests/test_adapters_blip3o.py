@@ -91,6 +91,17 @@ def test_folder_errors_name_what_is_missing(tmp_path):
         DecoderSettings.from_kwargs({"decoder_steps": 0})
 
 
+def test_dit_shape_is_read_from_the_checkpoint(tmp_path):
+    from unike_interp.models.blip3o import dit_shape_from_checkpoint
+
+    assert dit_shape_from_checkpoint(tiny_path("blip3o")) == {"n_layers": 2, "dim": 32, "in_channels": 16}
+    ck = _copy(tmp_path)  # without dit_config the shape comes from the tensors (heads: the published 28 -> 2 here)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["dit_config"] = {"n_heads": 2, "n_kv_heads": 2, "input_size": 2, "multiple_of": 16}
+    (ck / "config.json").write_text(json.dumps(cfg))
+    assert load_blip3o(ck).generator.cfg.n_layers == 2
+
+
 def test_published_dit_shape_from_diffusers_blocks():
     """At the published size (built on the meta device): 24 Lumina-Next blocks of width 1792 over
     1792-d features, a caption projection from the 3B language model's 2048, SwiGLU FFN int(8 * 1792 / 3)
@@ -117,7 +128,9 @@ def test_conditioning_is_the_queries_final_states(adapter):
     ids = torch.cat([ids, torch.tensor([[a.marker_id]])], 1)
     with torch.no_grad():
         emb = torch.cat([a.lm.get_input_embeddings()(ids), a.gen.latent_queries], 1)
-        hs = a.lm(inputs_embeds=emb, output_hidden_states=True).hidden_states[-1]
+        L = emb.shape[1]  # explicit positions: Qwen2.5-VL otherwise reuses rope deltas cached by earlier calls
+        hs = a.lm(inputs_embeds=emb, position_ids=torch.arange(L)[None], attention_mask=torch.ones(1, L, dtype=torch.long),
+                  output_hidden_states=True).hidden_states[-1]
     cond = a.conditioning([p])
     torch.testing.assert_close(cond.hidden, hs[:, -a.n_query:], rtol=0, atol=1e-5)
     T = ids.shape[1]

@@ -609,6 +609,27 @@ def load_checkpoint_tensors(path: Path, lm, gen) -> dict:
     return {"loaded": len(mapped), "unused": {p: len(v) for p, v in unused.items()}}
 
 
+def dit_shape_from_checkpoint(path: Path) -> dict:
+    """What the checkpoint's tensors say of the DiT's shape (upstream's config.json does not hold it):
+    ``n_layers`` from the ``model.dit.model.layers.{i}`` present, ``dim`` and ``in_channels`` (patch 1)
+    from ``model.dit.model.patch_embedder.proj.weight``. ``{}`` where the tensors are absent."""
+    from safetensors import safe_open
+
+    out: dict = {}
+    layers = set()
+    for f in _checkpoint_files(path):
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                if k.startswith("model.dit.model.layers."):
+                    layers.add(int(k.split(".")[4]))
+                elif k == "model.dit.model.patch_embedder.proj.weight":
+                    dim, flat = fh.get_slice(k).get_shape()
+                    out.update(dim=int(dim), in_channels=int(flat))
+    if layers:
+        out["n_layers"] = max(layers) + 1
+    return out
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 #: Keys of a BLIP3o ``config.json`` that are not the language model's.
@@ -643,9 +664,10 @@ def load_blip3o(path: str | Path, *, device: torch.device | str = "cpu", dtype: 
                 name: str | None = None, pipeline_kwargs: dict | None = None) -> Blip3oAdapter:
     """Load a BLIP3o checkpoint folder offline (:data:`CHECKPOINT_LAYOUT`): the language model
     (transformers' ``Qwen2_5_VLForConditionalGeneration`` from ``config.json``), the latent queries
-    and the DiT (shape: ``config.json``'s ``dit_config``, else the published one with
-    ``caption_dim`` = the language model's width), every tensor through :func:`load_checkpoint_tensors`,
-    the tokenizer (``<im_patch>`` added where it lacks it, as upstream's loader does), the decoder's
+    and the DiT (shape: ``config.json``'s ``dit_config`` over what the tensors say, else the published
+    one; ``caption_dim`` = the language model's width), every tensor through :func:`load_checkpoint_tensors`,
+    the tokenizer (the DiT's layer count, width and feature channels read from the checkpoint's tensors,
+    :func:`dit_shape_from_checkpoint`; ``<im_patch>`` added where the tokenizer lacks it, as upstream's loader does), the decoder's
     ``unet``/``vae``/``scheduler`` from ``diffusion-decoder/`` and the DiT scheduler from
     ``dit_scheduler/`` where present. ``pipeline_kwargs``: :class:`DecoderSettings` (checked first).
     Nothing is run from the folder (no ``trust_remote_code``)."""
@@ -665,7 +687,8 @@ def load_blip3o(path: str | Path, *, device: torch.device | str = "cpu", dtype: 
     device = torch.device(device)
     lm = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**lm_cfg)).eval()
     hidden = int(lm.config.get_text_config().hidden_size)
-    dit_cfg = Blip3oDiTConfig.from_dict(gen_cfg.get("dit_config") or {}, caption_dim=hidden)
+    dit_cfg = Blip3oDiTConfig.from_dict({**dit_shape_from_checkpoint(path), **(gen_cfg.get("dit_config") or {})},
+                                        caption_dim=hidden)
     gen = Blip3oGenerator(int(gen_cfg["n_query"]), hidden, dit_cfg).eval()
     load_checkpoint_tensors(path, lm, gen)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

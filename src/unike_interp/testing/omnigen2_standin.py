@@ -16,19 +16,7 @@ from types import SimpleNamespace
 import torch
 
 from ..models.omnigen2 import SYSTEM_PROMPT, OmniGen2Adapter
-from .tiny import tiny_qwen2_5_vl, tiny_tokenizer
-
-#: Qwen's ChatML template (what OmniGen2's processor applies), for the SynthWorld tokenizer.
-CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def chatml_tokenizer():
-    """The SynthWorld tokenizer with ``<|im_start|>``/``<|im_end|>`` and :data:`CHATML`."""
-    tok = tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
-    tok.chat_template = CHATML
-    return tok
-
+from .tiny import CHATML, chatml_tokenizer, tiny_qwen2_5_vl, tiny_tokenizer  # noqa: F401  (re-exported)
 
 class _Block(torch.nn.Module):
     def __init__(self, d):

@@ -23,6 +23,18 @@ TINY_JANUS_CHAT_TEMPLATE = (
 )
 
 
+#: Qwen's ChatML template (what OmniGen2's processor applies; Ovis-Image's tokenizer too), for the SynthWorld tokenizer.
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def chatml_tokenizer():
+    """The SynthWorld tokenizer with ``<|im_start|>``/``<|im_end|>`` and :data:`CHATML`."""
+    tok = tiny_tokenizer(["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = CHATML
+    return tok
+
+
 def tiny_tokenizer(extra_special: Sequence[str] = ()):
     """The SynthWorld tokenizer (a fast tokenizer), with ``extra_special`` tokens appended."""
     from transformers import PreTrainedTokenizerFast
@@ -297,8 +309,6 @@ def build_tiny_ovisimage(out_dir: str | Path, seed: int = 0) -> Path:
     small seeded values."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, OvisImagePipeline, OvisImageTransformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    from .omnigen2_standin import CHATML
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
