@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from unike_interp.editing.delta import WeightDelta
-from unike_interp.testing.tiny import (build_tiny_blip3o, build_tiny_janus, build_tiny_lumina2, build_tiny_ovisimage,
-                                      build_tiny_qwenimage, build_tiny_sana)
+from unike_interp.testing.tiny import (build_tiny_blip3o, build_tiny_janus, build_tiny_lumina2, build_tiny_ovis_u1,
+                                      build_tiny_ovisimage, build_tiny_qwenimage, build_tiny_sana)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny models are built here; nothing is downloaded
 
@@ -28,11 +28,14 @@ RECORD_SUBJECTS = ["zib", "zab", "zib"]
 STEPS = 2
 
 BUILDERS = {"janus": build_tiny_janus, "lumina2": build_tiny_lumina2, "sana": build_tiny_sana,
-            "qwenimage": build_tiny_qwenimage, "ovisimage": build_tiny_ovisimage, "blip3o": build_tiny_blip3o}
+            "qwenimage": build_tiny_qwenimage, "ovisimage": build_tiny_ovisimage, "blip3o": build_tiny_blip3o,
+            "ovis_u1": build_tiny_ovis_u1}
 #: The tiny models' images are 32 px (Sana's resolution binning knows only the real sizes).
 PIPELINE_KWARGS = {"sana": {"height": 32, "width": 32, "use_resolution_binning": False},
                    "qwenimage": {"height": 32, "width": 32}, "ovisimage": {"height": 32, "width": 32},
-                   "blip3o": {"decoder_steps": 2}}
+                   "blip3o": {"decoder_steps": 2}, "ovis_u1": {"height": 32, "width": 32}}
+#: Families whose checkpoint folder carries its own model code (loaded with trust_remote_code).
+REMOTE_CODE = {"ovis_u1"}
 
 
 def _omnigen2_missing() -> str | None:
@@ -73,7 +76,8 @@ def tiny_adapter(key: str):
 
         return tiny_official_omnigen2()
     if key in BUILDERS:
-        return load_model(f"{key}:{tiny_path(key)}", pipeline_kwargs=PIPELINE_KWARGS.get(key))
+        return load_model(f"{key}:{tiny_path(key)}", pipeline_kwargs=PIPELINE_KWARGS.get(key),
+                          trust_remote_code=key in REMOTE_CODE)
     return load_model(key)
 
 

@@ -29,7 +29,7 @@ from unike_interp.models.registry import model_requirements
 from unike_interp.models.sites import TraceOutput
 from unike_interp.models.textenc_dit import PRESETS
 
-from adapter_checks import (OMNIGEN2_MISSING, PIPELINE_KWARGS, PROMPTS, RECORD_PROMPTS, RECORD_SUBJECTS, STEPS,
+from adapter_checks import (OMNIGEN2_MISSING, PIPELINE_KWARGS, PROMPTS, REMOTE_CODE, RECORD_PROMPTS, RECORD_SUBJECTS, STEPS,
                             assert_edit_changes_text_not_image, random_delta, recording, tiny_adapter, tiny_path)
 
 pytestmark = pytest.mark.adapters
@@ -63,6 +63,16 @@ def _blip3o_instruction(a, prompts):  # left-padded instructions (before the mar
     enc = a.tokenizer([a.instruction(p) for p in prompts], return_tensors="pt", padding=True)
     T = enc["input_ids"].shape[1]
     return enc["input_ids"], enc["attention_mask"], torch.full((len(prompts),), T - 1)
+
+
+def _ovis_u1_inputs(a, prompts):  # the stand-in's merged embeddings of the script's inputs (visual tokens first)
+    args, extra = a.trace_inputs(prompts)
+    ids, mask = args[0], args[1]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        emb = a.model.merge(ids, args[2])
+    return {"inputs_embeds": emb, "attention_mask": mask, "position_ids": pos}, mask, torch.full((len(prompts),),
+                                                                                                   ids.shape[1] - 1)
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,10 @@ CASES = [
     Case("blip3o", "Blip3oAdapter", 32, 1003, ("cond.tensor", "cond.connector_out"), 2, _blip3o_instruction,
          template="model.language_model.layers.{}.mlp.down_proj", edit_scale=2.0, batch_tol=1,
          shapes={"cond.tensor": (3, 4, 32), "cond.connector_out": (3, 4, 32), "gen.block.1": (3, 4, 32)}),
+    # Ovis-U1 on a stand-in loaded through trust_remote_code: [h_L ; h_{L-1}] over the LM positions (blank-image
+    # tokens included); the generator runs inside the remote code, so no generator sites
+    Case("ovis_u1", "OvisU1Adapter", 32, 1002, ("cond.tensor",), 0, _ovis_u1_inputs, edit_scale=2.0,
+         shapes={"cond.tensor": (3, 110, 64)}),
     # Janus draws codes (discrete): on the tiny random LM a relative update of 0.5 moves the head's logits
     # by ~0.4 and no draw, 2.0 changes some codes; the trace teacher-forces seeded codes, so only the
     # BOI slot is what generation reads, and the decoder (on argmax codes) is left out of the comparison
@@ -294,9 +308,10 @@ def test_recorder_reads_the_trace_output(case, adapter):
     for name, shape in case.shapes.items():
         assert rec.values[name].shape == shape, name
     # text sites at the prompt's last token equal the language model on the family's own tokens
-    ids, mask, last = case.tokens(a, RECORD_PROMPTS)
+    ids, mask, last = case.tokens(a, RECORD_PROMPTS)  # token ids, or the LM's keyword inputs (visual tokens)
     with torch.no_grad():
-        hs = a.lm(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        inputs = ids if isinstance(ids, dict) else {"input_ids": ids, "attention_mask": mask}
+        hs = a.lm(**inputs, output_hidden_states=True).hidden_states
     for i in range(a.num_layers - 1):  # the last entry of hidden_states is after the final norm
         want = np.stack([hs[i + 1][b, int(last[b])].numpy() for b in range(3)])
         np.testing.assert_allclose(rec.values[f"text.resid.{i}"][:, 1], want, rtol=0, atol=1e-4)
@@ -332,7 +347,8 @@ def test_intervention_equals_weight_edit(case, adapter):
 STORE_SHAPES = {"janus": {"cond.tensor": (16, 64), "text.resid.3": (2, 64), "gen.block.8": (32, 32, 32)},
                 "lumina2": {"text.resid.3": (2, 64)},
                 "blip3o": {"cond.tensor": (4, 32), "text.resid.3": (2, 32), "gen.block.1": (4, 32)},
-                "ovisimage": {"text.resid.3": (2, 64)}}
+                "ovisimage": {"text.resid.3": (2, 64)},
+                "ovis_u1": {"text.resid.3": (2, 32)}}
 
 
 @pytest.mark.parametrize("family", list(STORE_SHAPES))
@@ -355,7 +371,8 @@ def test_bench_end_to_end(family, tmp_path):
                   judge="verifier", image_locality_probes=1, text_locality_probes=4, bootstrap=20,
                   hparams={"stats_samples": 2000, "n_prefixes": 2}, stats_corpus=str(corpus),
                   sample_steps=STEPS, reasoning_tokens=8, device="cpu",
-                  model_options={"pipeline_kwargs": PIPELINE_KWARGS[family]} if family in PIPELINE_KWARGS else {})
+                  model_options={**({"pipeline_kwargs": PIPELINE_KWARGS[family]} if family in PIPELINE_KWARGS else {}),
+                                 **({"trust_remote_code": True} if family in REMOTE_CODE else {})})
     out = tmp_path / "run"
     table = run_bench(cfg, out, progress=False, echo=lambda s: None)
     entries = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
@@ -370,12 +387,16 @@ def test_bench_end_to_end(family, tmp_path):
     assert all(len(p["image_locality"]) == 1 and p["image_locality"][0]["pre"]["verdict"] is not None for p in points)
     assert json.loads((out / "config.json").read_text())["model_name"] == model
     # the interpretability layer runs unchanged on the real-model adapter
-    summary = analyze_run(out, progress=False, echo=lambda s: None, figures=False)
+    if family in REMOTE_CODE:  # the run folder records trust_remote_code; analyzing it must be allowed again
+        with pytest.raises(PermissionError, match="pass --trust-remote-code to analyze it"):
+            analyze_run(out, progress=False, echo=lambda s: None, figures=False)
+    summary = analyze_run(out, progress=False, echo=lambda s: None, figures=False,
+                          trust_remote_code=family in REMOTE_CODE)
     assert summary["n_cases"] == 2 and summary["model"] == model
     assert "edit_strength" in summary["aucs"]["vqa_direct"] and "cond_drift" in summary["aucs"]["vqa_direct"]
     assert "skipped" in summary["probes"]  # value probes need every subject's values (SynthWorld only)
     causal = json.loads((out / "analysis" / "stats.json").read_text())
-    if family == "janus":  # draws token by token: no given conditioning to draw from, and it says so
+    if family in ("janus", "ovis_u1"):  # no given conditioning to draw from (token by token; remote code), and it says so
         assert "generate_from_conditioning" in causal["interventions"]["skipped"]
     else:  # the same causal analyses as on SynthWorld, through the pipeline's prompt_embeds
         iv = causal["interventions"]["summary"]
@@ -406,7 +427,7 @@ def test_registry_table_and_errors(capsys):
 
     known = known_models()
     assert list(known)[:3] == ["toy-direct", "toy-queries", "toy-bottleneck"]
-    assert {f"{k}:<path>" for k in PRESETS} | {"janus:<path>", "omnigen2:<path>", "blip3o:<path>"} <= set(known)
+    assert {f"{k}:<path>" for k in PRESETS} | {"janus:<path>", "omnigen2:<path>", "blip3o:<path>", "ovis_u1:<path>"} <= set(known)
     req = model_requirements()
     assert set(req) == set(known) and all(req[k]["description"] == known[k] for k in known)
     for key, preset in PRESETS.items():  # every preset, described from its own fields

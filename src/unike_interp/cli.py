@@ -37,7 +37,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions the library raises for bad input (a message naming the file, record or field)."""
     from .models.sites import SiteError
 
-    return KeyError, ValueError, FileNotFoundError, SiteError
+    return KeyError, ValueError, FileNotFoundError, PermissionError, SiteError
 
 
 # --- unike data ------------------------------------------------------------------------------
@@ -123,7 +123,8 @@ def spec_from_args(command: str, args: argparse.Namespace):
         given["cases"] = None
     return spec_from_values(command, given, config_file=getattr(args, "config", None),
                             device_map=getattr(args, "device_map", None),
-                            pipeline_options=getattr(args, "pipeline_option", None))
+                            pipeline_options=getattr(args, "pipeline_option", None),
+                            trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -180,7 +181,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
     summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
                           progress=not args.no_progress, interventions=not args.no_interventions,
-                          trace_cases=args.trace_cases)
+                          trace_cases=args.trace_cases, trust_remote_code=args.trust_remote_code)
     print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} ({summary['edits']} edits, "
           f"recorded in {summary['record_seconds']:.1f} s): {summary['hdf5']}")
     print(format_aucs(summary))
@@ -225,6 +226,8 @@ def _run_flags(p: argparse.ArgumentParser, command: str) -> None:
         p.add_argument("--device-map", help="real models: accelerate device_map for the language model (e.g. auto)")
         p.add_argument("--pipeline-option", action="append", metavar="KEY=VALUE",
                        help="diffusers pipelines: an argument of every pipeline call, e.g. height=512")
+        p.add_argument("--trust-remote-code", action="store_true",
+                       help="Ovis-U1: run the model code shipped in its checkpoint folder (read it first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -18,7 +18,7 @@ PROTOCOLS = ("single", "batch", "sequential")
 COMPOSE_MODES = ("replace", "prepend")
 
 #: What ``RunSpec.model_options`` may hold (keyword arguments of ``load_model`` for real models).
-MODEL_OPTIONS = {"pipeline_kwargs", "device_map"}
+MODEL_OPTIONS = {"pipeline_kwargs", "device_map", "trust_remote_code"}
 
 #: Fields that may change between a run and its resume (where it runs, not what it computes).
 VOLATILE_FIELDS = ("device", "cache_dir")
@@ -52,7 +52,8 @@ class RunSpec:
                              type=int)
     data: str | None = _opt(None, "a UniKE.json file (unset: the model's own records, SynthWorld's)", ("--data",))
     world: str | None = _opt(None, "a built SynthWorld folder (unset: the shipped one)", ("--world",))
-    # load_model's options for real models: pipeline_kwargs (e.g. {"height": 1024}), device_map ("auto")
+    # load_model's options for real models: pipeline_kwargs (e.g. {"height": 1024}), device_map ("auto"),
+    # trust_remote_code (Ovis-U1: run the code in its checkpoint folder)
     model_options: dict = _opt({}, "options of load_model for real models", commands=_RUN)
     judge: str = _opt("verifier", "verifier, openai or vlm", ("--judge",), _RUN)
     judge_options: dict = _opt({}, "judge setting, e.g. base_url=http://127.0.0.1:8000/v1 (API keys: environment only)",
@@ -225,11 +226,15 @@ def parse_pairs(items, *, flag: str = "--set") -> dict:
 
 
 def spec_from_values(command: str, given: dict, *, config_file: str | None = None,
-                     device_map: str | None = None, pipeline_options: list[str] | None = None) -> RunSpec:
+                     device_map: str | None = None, pipeline_options: list[str] | None = None,
+                     trust_remote_code: bool = False) -> RunSpec:
     """A RunSpec for ``command``: its defaults < ``config_file`` < the flags ``given`` (field -> value,
     only those the user gave). Pair flags (``--set``, ``--judge-option``) merge into the file's tables."""
     values = command_defaults(command)
     file_values = RunSpec.fields_from_file(config_file) if config_file else {}
+    if (file_values.get("model_options") or {}).get("trust_remote_code"):
+        raise ValueError(f"{config_file}: model_options.trust_remote_code cannot come from a file (it runs code from "
+                         "the model's folder); pass --trust-remote-code")
     values.update(file_values)
     for name in ("hparams", "judge_options", "model_options"):
         values[name] = dict(values.get(name) or {})
@@ -240,6 +245,8 @@ def spec_from_values(command: str, given: dict, *, config_file: str | None = Non
             values[name] = v
     if device_map:
         values["model_options"]["device_map"] = device_map
+    if trust_remote_code:
+        values["model_options"]["trust_remote_code"] = True
     pipe_kw = parse_pairs(pipeline_options, flag="--pipeline-option")
     if pipe_kw:
         values["model_options"]["pipeline_kwargs"] = {**values["model_options"].get("pipeline_kwargs", {}), **pipe_kw}

@@ -22,7 +22,7 @@ from .summary import run_statistics, write_stats
 
 def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=None, reoptimize: bool = False,
                 progress: bool = True, echo: Callable[[str], None] = print, figures: bool = True, adapter=None,
-                interventions: bool = True, trace_cases: int = 20) -> dict:
+                interventions: bool = True, trace_cases: int = 20, trust_remote_code: bool = False) -> dict:
     """Record, compute statistics and AUCs, run the causal analyses, write ``stats.json`` (and the
     figures); return the summary.
 
@@ -31,10 +31,13 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     and the subject-state swap (:mod:`~unike_interp.interp.interventions`,
     :mod:`~unike_interp.interp.knowledge_source`); ``trace_cases``: how many cases the cross-modal
     causal tracing traces (:mod:`~unike_interp.interp.tracing`; 0: none; it needs stored deltas).
+    ``trust_remote_code``: load a model that runs code from its checkpoint folder (Ovis-U1), as its
+    run did; the run folder alone does not allow it.
     """
     run = Path(run_dir)
     out = Path(out) if out else RunFolder(run).analysis_dir
-    rec = record_run(run, out, device=device, reoptimize=reoptimize, adapter=adapter, progress=progress, echo=echo)
+    rec = record_run(run, out, device=device, reoptimize=reoptimize, adapter=adapter, progress=progress, echo=echo,
+                     trust_remote_code=trust_remote_code)
     cfg = rec.spec
     from ..bench.assemble import build_judge
 

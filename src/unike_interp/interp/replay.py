@@ -87,11 +87,17 @@ def stored_edits(folder: RunFolder, entries: dict[str, CaseEntry]) -> StoredDelt
 
 
 def record_run(run_dir: str | Path, out: str | Path, *, device=None, reoptimize: bool = False, adapter=None,
-               progress: bool = True, echo: Callable[[str], None] = print) -> RecordedRun:
-    """Record every case of a run into ``out/activations.h5`` (resumable: complete cases are kept)."""
+               progress: bool = True, echo: Callable[[str], None] = print,
+               trust_remote_code: bool = False) -> RecordedRun:
+    """Record every case of a run into ``out/activations.h5`` (resumable: complete cases are kept).
+    A run whose model runs code from its checkpoint folder (``model_options.trust_remote_code``) is
+    loaded only when ``trust_remote_code`` is given again here: a run folder does not grant it."""
     folder = RunFolder(run_dir).require()
     spec = folder.spec()
     resolved = folder.resolved()
+    if adapter is None and spec.model_options.get("trust_remote_code") and not trust_remote_code:
+        raise PermissionError(f"{folder.path}: its model {spec.model} runs the code shipped in its checkpoint folder; "
+                              "pass --trust-remote-code to analyze it (Python: trust_remote_code=True)")
     adapter = adapter or load_adapter(spec, device)
     by_id = {r.case_id: r for r in load_records(spec, adapter)}
     entries = folder.case_entries()

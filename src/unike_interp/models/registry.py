@@ -9,7 +9,8 @@ Real pipelines load from a local folder (or a repository already in the Hugging 
 ``"<preset>:<path>"`` (e.g. ``"lumina2:/models/Lumina-Image-2.0"``), one entry per
 :data:`~unike_interp.models.textenc_dit.PRESETS`; Janus / Janus-Pro (``JanusForConditionalGeneration``)
 folders as ``"janus:<path>"``; OmniGen2 checkpoints as ``"omnigen2:<path>"`` (its code, the
-``omnigen2`` package, installed from git); BLIP3o checkpoints as ``"blip3o:<path>"`` (stock parts only).
+``omnigen2`` package, installed from git); BLIP3o checkpoints as ``"blip3o:<path>"`` (stock parts only);
+Ovis-U1 checkpoints as ``"ovis_u1:<path>"`` (their own code, with ``trust_remote_code`` only).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from .blip3o import BLIP3O_REPO, CHECKPOINT_LAYOUT as BLIP3O_LAYOUT, load_blip3o
 from .janus import load_janus
 from .omnigen2 import CHECKPOINT_LAYOUT, OMNIGEN2_REPO, load_omnigen2
+from .ovis_u1 import load_ovis_u1
 from .synthworld import VARIANTS as SYNTHWORLD_VARIANTS
 from .synthworld import load_synthworld
 from .textenc_dit import PRESETS, load_textenc_dit
@@ -153,6 +155,18 @@ FAMILIES: tuple[Family, ...] = (
         probes=(Probe("transformers", "Qwen2_5_VLForConditionalGeneration"),
                 Probe("diffusers", "LuminaNextDiT2DModel"), Probe("diffusers", "UNet2DConditionModel")),
         folder="checkpoint folder"),
+    Family(
+        "ovis_u1",
+        "Ovis-U1: the last two hidden layers of its LM, concatenated, enter its generator's text input (a local "
+        "Ovis-U1 checkpoint folder whose own model code runs: --trust-remote-code)",
+        needs=("a local Ovis-U1 checkpoint folder (config.json, its model code *.py, weights, tokenizer), e.g. "
+               "Ovis-U1-3B",
+               "--trust-remote-code (Python: trust_remote_code=True): its model code runs from the folder",
+               "what that code imports (see its requirements; not checked here)"),
+        load=load_ovis_u1, options=frozenset({"pipeline_kwargs", "trust_remote_code"}),
+        refusal="device_map is not supported for Ovis-U1 yet (it loads as one piece)",
+        probes=(Probe("transformers", "AutoModelForCausalLM"),),
+        folder="checkpoint folder"),
 )
 
 
@@ -190,26 +204,34 @@ def load_model(
     world_dir: str | Path | None = None,
     pipeline_kwargs: dict | None = None,
     device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
 ):
     """The adapter for model ``name`` on ``device`` in ``dtype``.
 
     ``world_dir``: another SynthWorld build (``toy-*`` only). ``pipeline_kwargs``: passed to every
     call of a diffusers pipeline (``<preset>:<path>``; e.g. image size). ``device_map``: accelerate's
     placement of a real model's language model (e.g. ``"auto"``) when it does not fit one device.
+    ``trust_remote_code``: run the model code shipped in a checkpoint folder (Ovis-U1 only; off by default).
     """
-    options = {"world_dir": world_dir, "pipeline_kwargs": pipeline_kwargs, "device_map": device_map}
+    options = {"world_dir": world_dir, "pipeline_kwargs": pipeline_kwargs, "device_map": device_map,
+               "trust_remote_code": trust_remote_code or None}
     given = {k for k, v in options.items() if v is not None and v != {}}
     family, path = _family(name)
     if "world_dir" in given and (family is None or "world_dir" not in family.options):
         raise ValueError(f"{name}: world_dir applies to the SynthWorld models only")
     if family is None:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(known_models())}")
+    if "trust_remote_code" in given and "trust_remote_code" not in family.options:
+        raise ValueError(f"{name}: trust_remote_code applies to Ovis-U1 only; this family runs no code from its folder")
     if family.folder and not path:
         raise KeyError(f"model {name!r}: give the {family.folder} as {family.key}")
     if given - family.options:
         raise ValueError(f"{name}: {family.refusal}")
     where = {"path": path} if family.folder else {}
-    return family.load(name=name, device=device, dtype=dtype, **where, **{k: options[k] for k in family.options})
+    chosen = {k: options[k] for k in family.options}
+    if "trust_remote_code" in chosen:
+        chosen["trust_remote_code"] = bool(trust_remote_code)
+    return family.load(name=name, device=device, dtype=dtype, **where, **chosen)
 
 
 def format_requirements(models: dict[str, dict]) -> str:

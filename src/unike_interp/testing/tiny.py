@@ -337,3 +337,50 @@ def build_tiny_ovisimage(out_dir: str | Path, seed: int = 0) -> Path:
     pipe = OvisImagePipeline(scheduler=scheduler, vae=vae, text_encoder=lm.model, tokenizer=tok, transformer=transformer)
     pipe.save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+def build_tiny_ovis_u1(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny Ovis-U1 *stand-in* checkpoint folder whose model code ships inside it, as Ovis-U1's does:
+    ``config.json`` with an ``auto_map`` to ``configuration_ovis_u1.py`` / ``modeling_ovis_u1.py``
+    (copied from :mod:`unike_interp.testing.ovis_u1_remote`), the weights and the tokenizer. Loading it
+    needs ``trust_remote_code``. The stand-in: a Qwen3 LM (hidden 32, 4 layers, untied head) on the
+    SynthWorld tokenizer with the ChatML tokens, a patch-8 visual tokenizer (a 32-pixel blank image ->
+    16 visual tokens), and a tiny MMDiT (``OvisImageTransformer2DModel``, text input 2 x 32 wide: the
+    last two LM layers concatenated) with a 4-level AutoencoderKL (8x). Pass
+    ``pipeline_kwargs={"height": 32, "width": 32}``."""
+    import shutil
+
+    from .ovis_u1_remote.configuration_ovis_u1 import OvisU1StandInConfig
+    from .ovis_u1_remote.modeling_ovis_u1 import OvisU1StandIn
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = chatml_tokenizer()
+    hidden = 32
+    cfg = OvisU1StandInConfig(
+        llm_config={"vocab_size": len(tok), "hidden_size": hidden, "intermediate_size": 2 * hidden,
+                    "num_hidden_layers": 4, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+                    "max_position_embeddings": 1024, "tie_word_embeddings": False, "pad_token_id": tok.pad_token_id,
+                    "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id},
+        patch=8, min_pixels=1024,
+        generator={"patch_size": 1, "in_channels": 16, "out_channels": 16, "num_layers": 1, "num_single_layers": 1,
+                   "attention_head_dim": 16, "num_attention_heads": 2, "joint_attention_dim": 2 * hidden,
+                   "axes_dims_rope": [4, 6, 6]},
+        vae={"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
+             "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [8, 8, 8, 8], "layers_per_block": 1,
+             "latent_channels": 4, "norm_num_groups": 4, "sample_size": 32},
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg.auto_map = {"AutoConfig": "configuration_ovis_u1.OvisU1StandInConfig",
+                    "AutoModelForCausalLM": "modeling_ovis_u1.OvisU1StandIn"}
+    torch.manual_seed(seed)
+    model = OvisU1StandIn(cfg).eval()
+    with torch.no_grad():
+        for p in model.visual_generator.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    src = Path(__file__).resolve().parent / "ovis_u1_remote"
+    for name in ("configuration_ovis_u1.py", "modeling_ovis_u1.py"):
+        shutil.copy(src / name, out / name)
+    return out
