@@ -7,7 +7,12 @@ Written from the paper (arXiv 2505.09568) and the module tree and checkpoint lay
 repository (its ``main`` branch: ``blip3o/model/language_model/blip3o_qwen_inference.py``,
 ``blip3o/model/nextdit_crossattn.py``, ``inference.py``; and the decoder pipeline it loads,
 ``pipeline_llava_gen.py``), read and not copied: the repository carries no licence. No upstream
-code runs here.
+code runs here. The diffusion transformer was checked against upstream's own ``NextDiTCrossAttn``
+(branch ``main`` at ``4689ec389e2b``, run outside this repository on diffusers 0.42 with the
+feed-forward width of the diffusers it was written for): the same 642 tensor names and shapes at the
+published size (caption width 2048, 1.36 B parameters), and bit-identical outputs on shared tiny
+random weights. The language-model side and the decoder call were not run against upstream code
+(its model class needs transformers 4.x).
 
 What generation does (text-to-image), and what this adapter does the same way:
 
