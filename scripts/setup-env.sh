@@ -6,8 +6,10 @@
 # - No torch in the environment: install the CPU build torch==$TORCH_VERSION first, so that the
 #   permissive `torch>=2.4` requirement never pulls a multi-GB CUDA build. Set TORCH_INDEX_URL
 #   (e.g. PyTorch's CPU wheel index) where the plain package index would give a CUDA build.
-# - Then install the package in editable mode with its dev extra. Re-running is cheap: pip
-#   skips what is installed, and the Makefile only calls this when pyproject.toml changed.
+# - Then install the package in editable mode with its dev extra, and the ray extra (`unike bench
+#   --workers`; where no Ray wheel exists for this platform, a warning, and the Ray tests skip).
+#   Re-running is cheap: pip skips what is installed, and the Makefile only calls this when
+#   pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,4 +58,5 @@ else
 fi
 
 "$PY" -m pip install -e ".[dev]"
+"$PY" -m pip install -e ".[ray]" || echo "setup: warning: Ray could not be installed here; \`unike bench --workers\` and its tests are unavailable" >&2
 echo "setup: done ($("$PY" -c 'import torch, unike_interp; print("unike-interp", unike_interp.__version__, "torch", torch.__version__)'))"

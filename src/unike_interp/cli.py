@@ -35,9 +35,10 @@ def _finish(args: argparse.Namespace, result: Any, status: int = EXIT_OK) -> int
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions the library raises for bad input (a message naming the file, record or field)."""
+    from .bench.distributed import RayMissing
     from .models.sites import SiteError
 
-    return KeyError, ValueError, FileNotFoundError, PermissionError, SiteError
+    return KeyError, ValueError, FileNotFoundError, PermissionError, SiteError, RayMissing
 
 
 # --- unike data ------------------------------------------------------------------------------
@@ -151,7 +152,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     spec = spec_from_args("bench", args)
     out = args.out or _default_out(spec)
-    table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
+    if args.workers is not None or args.ray_address is not None:
+        from .bench.distributed import ClusterSettings, run_bench_distributed
+
+        cluster = ClusterSettings(workers=args.workers or 2, address=args.ray_address)
+        table = run_bench_distributed(spec, out, cluster, resume=args.resume, progress=not args.no_progress)
+    else:
+        table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
     print(render_markdown(table))
     print(f"run folder: {out} (table.md, table.csv, table.json, ledger.jsonl, images/, deltas/)")
     return _finish(args, table)
@@ -303,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(p, "bench")
     p.add_argument("--out", help="run folder (default runs/bench/<model>-<editor>-<protocol>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or kill)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="spread the batches over N Ray actors, one model replica each (one GPU each where the "
+                        "cluster has GPUs); needs `pip install 'unike-interp[ray]'` (default: one process, no Ray)")
+    p.add_argument("--ray-address", default=None,
+                   help="join a running Ray cluster (`auto`, or host:port of `ray start --head`) instead of starting "
+                        "a private one on 127.0.0.1 (default: private; with --workers 2 where --workers is not given)")
 
     p = add(sub, "analyze", cmd_analyze, "replay each stored edit of a run, record both pathways before/after; "
                                          "gap statistics, AUCs, figures")

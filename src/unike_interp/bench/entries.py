@@ -11,6 +11,9 @@ A case's ``stages`` keep the nested per-stage record the benchmark writes::
      ...}
 
 A verdict is ``{verdict: True | False | None, predicted, confidence, target, error}``.
+
+An entry written by a distributed run (:mod:`.distributed`) also names the worker that produced it,
+``worker: {id, host, pid}``; a serial run's entries have no ``worker`` key.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ class CaseEntry:
     batch: int
     guard_error: str | None
     stages: dict[str, dict]
+    worker: dict | None = None
 
     def to_json(self) -> dict:
         return {"type": self.type, "v": ENTRY_VERSION, "case_id": self.case_id, "subject": self.subject,
                 "category": self.category, "source": self.source, "split": self.split, "batch": self.batch,
-                "guard_error": self.guard_error, "stages": self.stages}
+                "guard_error": self.guard_error, "stages": self.stages, **_worker(self.worker)}
 
     def verdict(self, stage: str, image: str) -> dict | None:
         """The post-edit verdict of one image (``direct`` or ``reasoning_image``) of a stage."""
@@ -82,11 +86,16 @@ class PointEntry:
     text_locality: list[dict] = field(default_factory=list)
     image_locality: list[dict] = field(default_factory=list)
     delta: DeltaRef | None = None
+    worker: dict | None = None
 
     def to_json(self) -> dict:
         return {"type": self.type, "v": ENTRY_VERSION, "batch": self.batch, "cases": self.cases,
                 "text_locality": self.text_locality, "image_locality": self.image_locality,
-                "delta": self.delta.to_json() if self.delta else None}
+                "delta": self.delta.to_json() if self.delta else None, **_worker(self.worker)}
+
+
+def _worker(worker: dict | None) -> dict:
+    return {"worker": worker} if worker else {}
 
 
 _REQUIRED = {"case": ("case_id", "subject", "category", "source", "batch", "stages"),
@@ -105,7 +114,7 @@ def parse_entry(d: dict, where: str = "ledger") -> CaseEntry | PointEntry:
         raise EntryError(f"{where}: entry version {d['v']} is newer than this unike-interp reads ({ENTRY_VERSION})")
     if kind == "case":
         return CaseEntry(d["case_id"], d["subject"], d["category"], d["source"], d.get("split"), int(d["batch"]),
-                         d.get("guard_error"), d["stages"])
+                         d.get("guard_error"), d["stages"], d.get("worker"))
     ref = d.get("delta")
     return PointEntry(int(d["batch"]), list(d["cases"]), d.get("text_locality", []), d.get("image_locality", []),
-                      DeltaRef(ref["path"], ref["sha256"]) if ref else None)
+                      DeltaRef(ref["path"], ref["sha256"]) if ref else None, d.get("worker"))

@@ -26,7 +26,7 @@ and only its missing lines are written. The table is then rendered from the ledg
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -199,6 +199,107 @@ def bench_protocol(spec: RunSpec, n_cases: int) -> EditProtocol:
     return EditProtocol.from_spec(spec, n_cases)
 
 
+@dataclass
+class BenchPlan:
+    """What a run does, from its spec and the loaded parts: the selected cases, their batches under
+    the protocol, and the resolved configuration ``config.json`` holds."""
+
+    spec: RunSpec
+    records: list
+    cases: list
+    protocol: EditProtocol
+    batches: list[list]
+    resolved: dict
+
+    def point_of(self, k: int) -> int:
+        """The evaluation point whose ledger entry batch ``k`` is judged in."""
+        return len(self.batches) - 1 if self.protocol.sequential else k
+
+    def todo(self, done_cases: set, done_points: set) -> list[int]:
+        """Batches whose cases or evaluation point are not all in the ledger (recomputed whole)."""
+        return [k for k, b in enumerate(self.batches)
+                if self.point_of(k) not in done_points or any(r.case_id not in done_cases for r in b)]
+
+
+def plan_bench(spec: RunSpec, adapter, editor, judge) -> BenchPlan:
+    """Select the cases and plan the batches; ``resolved`` is what a resume is checked against."""
+    from .assemble import load_records
+
+    records = load_records(spec, adapter)
+    cases = select_cases(records, spec.cases, seed=spec.seed)
+    protocol = bench_protocol(spec, len(cases))
+    batches = protocol.batches(cases)
+    resolved = {"config": spec.to_dict(), "hparams": asdict(editor.hp), "case_ids": [r.case_id for r in cases],
+                "batches": [[r.case_id for r in b] for b in batches], "model_name": adapter.name,
+                "judge_name": getattr(judge, "name", spec.judge)}
+    return BenchPlan(spec, records, cases, protocol, batches, resolved)
+
+
+class BatchRunner:
+    """Runs batches of one benchmark run on one model replica: pre -> edit -> post -> ledger entries.
+
+    Entries go to ``emit`` (a JSON dict each) in the order the serial run appends them: per
+    evaluation point, its cases not in ``done_cases``, then the point unless in ``done_points``.
+    Images and stored deltas are written into ``folder``. ``after_edit(k)`` runs after batch
+    ``k``'s edit, before it is measured (a hook for fault-injection tests).
+    """
+
+    def __init__(self, plan: BenchPlan, folder: RunFolder, adapter, editor, judge, *,
+                 after_edit: Callable[[int], None] | None = None):
+        self.plan, self.folder, self.adapter, self.editor = plan, folder, adapter, editor
+        self.m = _Measure(adapter, judge, plan.spec)
+        self.source = EditorSource(editor, manifest={"protocol": plan.spec.protocol, "seed": plan.spec.seed})
+        self.after_edit = after_edit
+        self.probes = image_probe_records(plan.records, plan.cases, plan.spec.image_locality_probes, plan.spec.seed)
+        self._probe_pre: list | None = None
+
+    def probe_pre(self) -> list:
+        """Image-locality probes judged on the unedited model (once per runner)."""
+        if self._probe_pre is None:
+            self._probe_pre = _probe_verdicts(self.m, self.probes) if self.probes else []
+        return self._probe_pre
+
+    def run(self, todo: Sequence[int] | None, emit: Callable[[dict], None], *, done_cases: set | None = None,
+            done_points: set | None = None, progress: bool = False, desc: str | None = None) -> None:
+        """Run batches ``todo`` (None: all; a sequence always runs whole)."""
+        spec, adapter, folder = self.plan.spec, self.adapter, self.folder
+        done_cases = set() if done_cases is None else done_cases
+        done_points = set() if done_points is None else done_points
+        probe_pre = self.probe_pre()
+        unedited: dict = {}
+
+        def before(k, batch):
+            unedited["pre"] = measure_pre(self.m, batch)
+            unedited["loc"] = _text_locality(adapter, self.plan.records, batch, spec.text_locality_probes, spec.seed)
+
+        def at_point(state: EditedState) -> None:
+            if self.after_edit is not None:
+                self.after_edit(state.point)
+            post = measure_post(self.m, state.edited)
+            loc_probes, loc_pre = unedited["loc"]
+            loc_post = adapter.next_token_logits(loc_probes.prompts).argmax(-1).numpy() if loc_probes.prompts else np.zeros(0)
+            probe_post = _probe_verdicts(self.m, self.probes) if self.probes else []
+            ref = folder.save_delta(state.point, state.delta) if spec.store_deltas and state.delta is not None else None
+            for r in state.edited:
+                if r.case_id not in done_cases:
+                    emit(_case_entry(folder, r, state.point, unedited["pre"], post, state.guards.get(r.case_id)).to_json())
+                    done_cases.add(r.case_id)
+            if state.point not in done_points:
+                gt_first = [adapter.first_token_id(g) for g in loc_probes.gt]
+                emit(PointEntry(
+                    state.point, [r.case_id for r in state.edited],
+                    text_locality=[{"kind": kd, "unchanged": bool(a == b), "pre_correct": bool(a == g),
+                                    "post_correct": bool(b == g)}
+                                   for kd, a, b, g in zip(loc_probes.kind, loc_pre, loc_post, gt_first)],
+                    image_locality=[{"case_id": r.case_id, "pre": a, "post": b}
+                                    for r, a, b in zip(self.probes, probe_pre, probe_post)],
+                    delta=ref).to_json())
+                done_points.add(state.point)
+
+        run_protocol(adapter, self.source, self.plan.batches, self.plan.protocol, at_point=at_point, before=before,
+                     todo=todo, progress=progress, desc=desc or f"{self.editor.name} {spec.protocol}")
+
+
 def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print, adapter=None, judge=None, editor=None) -> dict:
     """Run (or continue) the benchmark into the run folder ``out_dir`` (:class:`RunFolder`); return the table.
@@ -206,85 +307,42 @@ def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progr
     Per evaluation point the ledger gets one ``case`` entry per case and one ``point`` entry (text
     and image locality, and the reference and hash of the stored weight delta the judged model
     carried). ``adapter``, ``judge`` and ``editor`` may be passed in (a notebook that holds them
-    already); by default they are built from ``spec`` (:mod:`.assemble`).
+    already); by default they are built from ``spec`` (:mod:`.assemble`). The same run spread over
+    Ray workers: :func:`unike_interp.bench.distributed.run_bench_distributed`.
     """
     from .aggregate import build_table, write_tables
-    from .assemble import build_editor, build_judge, load_adapter, load_records
+    from .assemble import build_editor, build_judge, load_adapter
 
     folder = RunFolder(out_dir)
     folder.check_writable(resume=resume)  # before the model is loaded
     adapter = adapter or load_adapter(spec)
-    records = load_records(spec, adapter)
-    cases = select_cases(records, spec.cases, seed=spec.seed)
-    protocol = bench_protocol(spec, len(cases))
     if editor is None:
         editor = build_editor(spec, adapter, progress=progress)
     editor.layers(adapter)  # a bad layer list is an input error, reported before any work
     judge = judge or build_judge(spec, adapter.device)
-    batches = protocol.batches(cases)
-    judge_name = getattr(judge, "name", spec.judge)
-    resolved = {"config": spec.to_dict(), "hparams": asdict(editor.hp), "case_ids": [r.case_id for r in cases],
-                "batches": [[r.case_id for r in b] for b in batches], "model_name": adapter.name, "judge_name": judge_name}
-    folder.write_resolved(resolved, resume=resume)
+    plan = plan_bench(spec, adapter, editor, judge)
+    folder.write_resolved(plan.resolved, resume=resume)
     folder.start_session(resume=resume, seed=spec.seed, device=str(adapter.device),
-                         dtype=str(adapter.dtype).replace("torch.", ""), torch_cuda=torch.version.cuda, judge=judge_name)
+                         dtype=str(adapter.dtype).replace("torch.", ""), torch_cuda=torch.version.cuda,
+                         judge=plan.resolved["judge_name"])
 
     ledger = folder.open_ledger()
     if ledger.torn_bytes:
         echo(f"[bench] cut a torn last line ({ledger.torn_bytes} bytes) off {folder.ledger_path}: that case is redone")
-    done_cases = set(folder.case_entries(ledger))
-    done_points = set(folder.point_entries(ledger))
-    unknown = done_cases - {r.case_id for r in cases}
-    if unknown:
-        raise RunFolderError(f"{folder.ledger_path} holds cases this configuration does not select: {sorted(unknown)[:5]}")
+    done_cases, done_points = folder.check_done(ledger, plan.resolved["case_ids"])
 
-    m = _Measure(adapter, judge, spec)
     t_start = time.perf_counter()
-    point_of = {k: (len(batches) - 1 if protocol.sequential else k) for k in range(len(batches))}
-    todo = [k for k, b in enumerate(batches)
-            if point_of[k] not in done_points or any(r.case_id not in done_cases for r in b)]
+    todo = plan.todo(done_cases, done_points)
     if not todo:
         echo(f"[bench] every case is already in {folder.ledger_path}; rendering the table")
     else:
-        echo(f"[bench] {spec.model} x {editor.name} ({spec.protocol}, {len(cases)} cases in {len(batches)} "
+        echo(f"[bench] {spec.model} x {editor.name} ({spec.protocol}, {len(plan.cases)} cases in {len(plan.batches)} "
              f"batch(es)); {len(todo)} batch(es) to run" + (f", {len(done_cases)} cases already in the ledger" if done_cases else ""))
-        probes = image_probe_records(records, cases, spec.image_locality_probes, spec.seed)
-        probe_pre = _probe_verdicts(m, probes) if probes else []
-        unedited: dict = {}
+        runner = BatchRunner(plan, folder, adapter, editor, judge)
+        runner.run(todo, ledger.append, done_cases=done_cases, done_points=done_points, progress=progress)
+        folder.end_session(seconds=round(time.perf_counter() - t_start, 2), edit_seconds=round(runner.source.edit_seconds, 3),
+                           stats_seconds=round(runner.source.stats_seconds, 3), peak_memory_mb=peak_memory_mb(adapter.device))
 
-        def before(k, batch):
-            unedited["pre"] = measure_pre(m, batch)
-            unedited["loc"] = _text_locality(adapter, records, batch, spec.text_locality_probes, spec.seed)
-
-        def at_point(state: EditedState) -> None:
-            post = measure_post(m, state.edited)
-            loc_probes, loc_pre = unedited["loc"]
-            loc_post = adapter.next_token_logits(loc_probes.prompts).argmax(-1).numpy() if loc_probes.prompts else np.zeros(0)
-            probe_post = _probe_verdicts(m, probes) if probes else []
-            ref = folder.save_delta(state.point, state.delta) if spec.store_deltas and state.delta is not None else None
-            for r in state.edited:
-                if r.case_id not in done_cases:
-                    ledger.append(_case_entry(folder, r, state.point, unedited["pre"], post,
-                                              state.guards.get(r.case_id)).to_json())
-                    done_cases.add(r.case_id)
-            if state.point not in done_points:
-                gt_first = [adapter.first_token_id(g) for g in loc_probes.gt]
-                ledger.append(PointEntry(
-                    state.point, [r.case_id for r in state.edited],
-                    text_locality=[{"kind": kd, "unchanged": bool(a == b), "pre_correct": bool(a == g),
-                                    "post_correct": bool(b == g)}
-                                   for kd, a, b, g in zip(loc_probes.kind, loc_pre, loc_post, gt_first)],
-                    image_locality=[{"case_id": r.case_id, "pre": a, "post": b}
-                                    for r, a, b in zip(probes, probe_pre, probe_post)],
-                    delta=ref).to_json())
-                done_points.add(state.point)
-
-        source = EditorSource(editor, manifest={"protocol": spec.protocol, "seed": spec.seed})
-        run_protocol(adapter, source, batches, protocol, at_point=at_point, before=before, todo=todo,
-                     progress=progress, desc=f"{editor.name} {spec.protocol}")
-        folder.end_session(seconds=round(time.perf_counter() - t_start, 2), edit_seconds=round(source.edit_seconds, 3),
-                           stats_seconds=round(source.stats_seconds, 3), peak_memory_mb=peak_memory_mb(adapter.device))
-
-    table = build_table(folder.entries(), resolved)
+    table = build_table(folder.entries(), plan.resolved)
     write_tables(table, folder.path)
     return table

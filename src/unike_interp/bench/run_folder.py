@@ -199,6 +199,14 @@ class RunFolder:
     def point_entries(self, ledger: Ledger | None = None) -> dict[int, PointEntry]:
         return {e.batch: e for e in self.entries(ledger) if isinstance(e, PointEntry)}
 
+    def check_done(self, ledger: Ledger, case_ids) -> tuple[set[str], set[int]]:
+        """The case ids and evaluation points already in ``ledger``; a case the run does not select is an error."""
+        done_cases, done_points = set(self.case_entries(ledger)), set(self.point_entries(ledger))
+        unknown = done_cases - set(case_ids)
+        if unknown:
+            raise RunFolderError(f"{self.ledger_path} holds cases this configuration does not select: {sorted(unknown)[:5]}")
+        return done_cases, done_points
+
     # --- files ------------------------------------------------------------------------------
     def image_path(self, case_id: str, stage: str, tag: str) -> Path:
         return self.images_dir / _safe(case_id) / f"{stage}-{tag}.png"
