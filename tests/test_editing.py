@@ -129,6 +129,71 @@ def test_second_moment_matches_hand_computation(adapter):
     torch.testing.assert_close(C, (K.T @ K / n).float(), rtol=1e-4, atol=1e-5)
 
 
+def test_one_pass_statistics_equal_each_layers_hand_computation(adapter):
+    from unike_interp.editing.stats import second_moments, select_token_texts
+
+    texts = adapter.default_stats_corpus()[:40]
+    ids, n_sel = select_token_texts(adapter.tokenizer, texts, 300)
+    assert n_sel >= 300 and n_sel - len(ids[-1]) < 300  # the shortest prefix of texts holding 300 tokens
+    paths = ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"]
+    Cs, n = second_moments(adapter, paths, texts, 300, token_budget=64, progress=False)  # many small batches
+    assert n == n_sel
+    keys = {p: [] for p in paths}
+    hooks = [adapter.module(p).register_forward_hook(lambda m, a, o, p=p: keys[p].append(a[0][0])) for p in paths]
+    try:
+        for row in ids:  # one text at a time: no padding
+            adapter.lm(input_ids=torch.tensor([row]))
+    finally:
+        for h in hooks:
+            h.remove()
+    for p in paths:
+        K = torch.cat(keys[p]).double()
+        assert K.shape[0] == n
+        torch.testing.assert_close(Cs[p], (K.T @ K / n).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_statistics_pass_stops_after_the_deepest_hooked_layer(adapter):
+    from unike_interp.editing.stats import length_batches, second_moments
+
+    calls = {0: 0, 1: 0, 3: 0}
+    hooks = [adapter.module(f"model.layers.{i}").register_forward_hook(
+        lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1)) for i in calls]
+    try:
+        second_moments(adapter, ["model.layers.1.mlp.down_proj", "model.layers.0.mlp.down_proj"],
+                       adapter.default_stats_corpus()[:20], 100, progress=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls[0] == 1 and calls[1] == 0 and calls[3] == 0  # stopped inside layer 1, before its MLP output
+    lengths = [5, 17, 3, 17, 9, 1, 12]
+    batches = length_batches(lengths, token_budget=34)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(max(lengths[i] for i in b) * len(b) <= 34 for b in batches)
+    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+
+
+def test_rome_inverse_is_cached_with_the_statistics(adapter, cache, monkeypatch):
+    import unike_interp.editing.stats as stats
+
+    K = torch.randn(10, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    Cinv, how = stats.inverse(K.T @ K)  # singular (fewer tokens than dimensions): the pseudo-inverse
+    assert how == "pinv" and torch.allclose(Cinv, torch.linalg.pinv(K.T @ K))
+    A = K.T @ K + torch.eye(50, dtype=torch.float64)
+    Cinv, how = stats.inverse(A)
+    assert how == "cholesky" and torch.allclose(Cinv @ A, torch.eye(50, dtype=torch.float64))
+
+    editor = make_editor("rome", {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
+    editor.prepare(adapter)
+    C, _ = editor.second_moment(adapter, editor.layers(adapter)[0])
+    Cinv, how = stats.inverse(C)  # float64, through a Cholesky factor (C has full rank here)
+    assert how == "cholesky" and float((Cinv @ C.double() - torch.eye(C.shape[0], dtype=torch.float64)).abs().max()) < 1e-6
+    assert torch.equal(editor._Cinv, Cinv.float())
+    monkeypatch.setattr(stats, "inverse", lambda *a: (_ for _ in ()).throw(AssertionError("inverted again")))
+    fresh = make_editor("rome", {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
+    fresh.prepare(adapter)  # read from the cache, not inverted again
+    assert torch.equal(fresh._Cinv, editor._Cinv)
+
+
 def test_statistics_cache_is_content_addressed(adapter, cache, monkeypatch):
     import unike_interp.editing.stats as stats
 
@@ -136,7 +201,7 @@ def test_statistics_cache_is_content_addressed(adapter, cache, monkeypatch):
     C1, meta = layer_second_moment(adapter, 0, texts=texts, samples=500, cache=cache, progress=False)
     files = list(cache.root.glob("*.safetensors"))
     assert len(files) == 1 and meta["samples"] == 500
-    monkeypatch.setattr(stats, "second_moment", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    monkeypatch.setattr(stats, "second_moments", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     C2, _ = layer_second_moment(adapter, 0, texts=texts, samples=500, cache=cache, progress=False)
     assert torch.equal(C1, C2)
     with pytest.raises(AssertionError, match="recomputed"):  # another sample count is another key
@@ -291,8 +356,8 @@ def test_sequence_keeps_the_unedited_models_statistics(adapter, cache, monkeypat
     import unike_interp.editing.base as base
 
     calls = []
-    real = base.layer_second_moment
-    monkeypatch.setattr(base, "layer_second_moment", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = base.layer_second_moments
+    monkeypatch.setattr(base, "layer_second_moments", lambda *a, **k: calls.extend(a[1]) or real(*a, **k))
     editor = make_editor("memit", {"stats_samples": 3000}, family=adapter.family, stats_cache=cache)
     before = params(adapter.lm)
     first = editor.edit(adapter, requests(adapter, 2))

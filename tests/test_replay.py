@@ -33,7 +33,8 @@ def _forbid_editing(monkeypatch):
         raise AssertionError("analyze built an editor or computed key statistics on a run with stored deltas")
 
     for mod, name in ((assemble, "build_editor"), (base.Editor, "edit"), (base.Editor, "prepare"),
-                      (stats, "layer_second_moment"), (stats, "second_moment")):
+                      (stats, "layer_second_moment"), (stats, "second_moment"), (stats, "layer_second_moments"),
+                      (stats, "second_moments")):
         if hasattr(mod, name):
             monkeypatch.setattr(mod, name, boom)
 

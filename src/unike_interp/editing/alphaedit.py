@@ -27,8 +27,7 @@ class AlphaEdit(MEMIT):
     def _prepare(self, adapter) -> None:
         # the projector belongs to the unedited model; K_p grows with the edits of a sequence
         self._P, self._Kp = {}, {}
-        for l in self.all_layers(adapter):
-            C, meta = self.second_moment(adapter, l)
+        for l, (C, meta) in self.second_moments(adapter, self.all_layers(adapter)).items():
             P = cached_nullspace_projector(C.cpu(), meta, self.hp.nullspace_threshold, self.hp.nullspace_relative,
                                            cache=self.cache)
             self._P[l] = P.to(adapter.device, torch.float32)

@@ -21,7 +21,7 @@ import torch
 from .delta import AppliedDelta, WeightDelta, WeightSnapshot
 from .hparams import EditHParams, hparams_dict, make_hparams
 from .requests import EditRequest
-from .stats import StatsCache, layer_second_moment
+from .stats import StatsCache, layer_second_moments
 
 
 class EditGuardError(RuntimeError):
@@ -115,12 +115,17 @@ class Editor(ABC):
             raise ValueError(f"{adapter.name}: no default statistics corpus; pass stats_corpus (texts) or --stats-corpus PATH")
         return texts
 
+    def second_moments(self, adapter, layers) -> dict[int, tuple[torch.Tensor, dict]]:
+        """``{layer: (C (d_in, d_in) float32 on the adapter's device, its cache key fields)}``; the
+        layers not cached yet are computed in one pass over the corpus."""
+        res = layer_second_moments(adapter, list(layers), texts=self.corpus(adapter), samples=self.hp.stats_samples,
+                                   dtype=self.hp.stats_dtype, cache=self.cache,
+                                   module_template=self.template(adapter), progress=self.progress)
+        return {l: (C.to(adapter.device, torch.float32), meta) for l, (C, meta) in res.items()}
+
     def second_moment(self, adapter, layer: int) -> tuple[torch.Tensor, dict]:
-        """``C`` ``(d_in, d_in)`` float32 on the adapter's device, and its cache key fields."""
-        C, meta = layer_second_moment(adapter, layer, texts=self.corpus(adapter), samples=self.hp.stats_samples,
-                                      dtype=self.hp.stats_dtype, cache=self.cache,
-                                      module_template=self.template(adapter), progress=self.progress)
-        return C.to(adapter.device, torch.float32), meta
+        """``C`` of one layer and its cache key fields (:meth:`second_moments`)."""
+        return self.second_moments(adapter, [layer])[layer]
 
     def prepare(self, adapter) -> None:
         """Compute (or load) whatever depends only on the unedited model (statistics, projectors),

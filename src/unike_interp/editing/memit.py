@@ -60,7 +60,7 @@ class MEMIT(Editor):
         return 1.0 / remaining
 
     def _prepare(self, adapter) -> None:
-        self._C = {l: self.second_moment(adapter, l)[0] for l in self.all_layers(adapter)}
+        self._C = {l: C for l, (C, _) in self.second_moments(adapter, self.all_layers(adapter)).items()}
 
     def objectives(self, adapter, requests) -> Objectives:
         """The text targets (and, with ``modality_aware``, the conditioning objective, optimised)."""

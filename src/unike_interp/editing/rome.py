@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .base import Editor
+from .stats import cached_inverse
 from .targets import mean_at_subject, optimize_targets
 
 
@@ -36,8 +37,8 @@ class ROME(Editor):
 
     def _prepare(self, adapter) -> None:
         layer = self.layers(adapter)[0]
-        C, _ = self.second_moment(adapter, layer)
-        self._Cinv = torch.linalg.pinv(C.double()).float()
+        C, meta = self.second_moment(adapter, layer)
+        self._Cinv = cached_inverse(C.cpu(), meta, cache=self.cache).to(adapter.device, torch.float32)
 
     def _edit(self, adapter, requests) -> dict:
         layer = self.layers(adapter)[0]

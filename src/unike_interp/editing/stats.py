@@ -83,48 +83,132 @@ def load_corpus(path: str | Path) -> list[str]:
     return texts
 
 
+#: Tokens per forward batch of the statistics pass (texts grouped by length fill it with little padding).
+TOKEN_BUDGET = 16384
+#: Key rows gathered before one float32 ``K^T K`` product is added to the float64 sum.
+GEMM_ROWS = 16384
+#: How the tokens are chosen; part of the cache key, so statistics of another method are not reused.
+METHOD = "prefix-v2"
+
+
+class _StopForward(Exception):
+    """Raised by the last hook of a statistics pass: the layers above it are not needed."""
+
+
+def select_token_texts(tokenizer, texts: Sequence[str], samples: int, max_length: int = 256,
+                       chunk: int = 1024) -> tuple[list[list[int]], int]:
+    """The token ids of the shortest prefix of ``texts`` (corpus order) that holds ``>= samples``
+    tokens (each text truncated to ``max_length``, special tokens as the tokenizer adds them), and
+    their token count (all of ``texts`` when they hold fewer)."""
+    ids: list[list[int]] = []
+    n = 0
+    for i in range(0, len(texts), chunk):
+        enc = tokenizer(list(texts[i:i + chunk]), truncation=True, max_length=max_length)["input_ids"]
+        for row in enc:
+            if not row:
+                continue
+            ids.append(list(row))
+            n += len(row)
+            if n >= samples:
+                return ids, n
+    return ids, n
+
+
+def length_batches(lengths: Sequence[int], token_budget: int = TOKEN_BUDGET) -> list[list[int]]:
+    """Indices grouped by length (longest first) into batches of at most ``token_budget`` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, cur, width = [], [], 0
+    for i in order:
+        w = max(width, lengths[i])
+        if cur and w * (len(cur) + 1) > token_budget:
+            batches.append(cur)
+            cur, w = [], lengths[i]
+        cur.append(i)
+        width = w
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 @torch.no_grad()
-def second_moment(adapter, module_path: str, texts: Sequence[str], samples: int, *,
-                  dtype: torch.dtype = torch.float32, batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, int]:
-    """``(C, N)``: the mean outer product of ``module_path``'s inputs over the first ``N >= samples``
-    non-padding tokens of ``texts`` (per-batch products in ``dtype``, accumulated in float64, returned
-    in ``dtype`` on the CPU)."""
+def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], samples: int, *,
+                   dtype: torch.dtype = torch.float32, token_budget: int = TOKEN_BUDGET, progress: bool = True
+                   ) -> tuple[dict[str, torch.Tensor], int]:
+    """``({path: C}, N)``: for every module in ``module_paths``, the mean outer product of its inputs
+    over the ``N`` tokens of the shortest prefix of ``texts`` holding ``>= samples`` tokens.
+
+    One pass for all modules: texts grouped by length (little padding), the forward pass stopped
+    once every hooked module has seen its input (the layers above are not run), and
+    ``C = (1/N) sum K^T K`` accumulated as float32 products of up to :data:`GEMM_ROWS` rows each
+    (``dtype`` float64: float64 products) into a float64 sum; returned in ``dtype`` on the CPU.
+    """
     from tqdm.auto import tqdm
 
     from ..conditioning import position_ids_from_mask
 
-    module = adapter.module(module_path)
-    acc = None
-    n = 0
-    store: dict = {}
-
-    def hook(mod, args, output):
-        store["x"] = args[0]
-
-    handle = module.register_forward_hook(hook)
-    bar = tqdm(total=samples, desc=f"key statistics {module_path}", unit="tok", disable=not progress, leave=False)
-    try:
-        for i in range(0, len(texts), batch_size):
-            enc = adapter.tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True,
-                                    truncation=True, max_length=256).to(adapter.device)
-            mask = enc["attention_mask"]
-            adapter.lm(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position_ids_from_mask(mask))
-            k = store["x"][mask.bool()].cpu()
-            # Each batch's k^T k in the working dtype (float32 by default: a sum of ~10^3 products),
-            # summed across batches in float64 -- half the time of an all-float64 product on a CPU.
-            k = k.to(torch.float64 if dtype == torch.float64 else torch.float32)
-            kk = (k.T @ k).double()
-            acc = kk if acc is None else acc + kk
-            n += k.shape[0]
-            bar.update(k.shape[0])
-            if n >= samples:
-                break
-    finally:
-        handle.remove()
-        bar.close()
-    if acc is None or n == 0:
+    paths = list(dict.fromkeys(module_paths))
+    ids, n = select_token_texts(adapter.tokenizer, texts, samples)
+    if n == 0:
         raise ValueError("statistics corpus produced no tokens")
-    return (acc / n).to(dtype), n
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    acc: dict[str, torch.Tensor] = {}
+    rows: dict[str, list[torch.Tensor]] = {p: [] for p in paths}
+    n_rows = 0
+    seen: dict[str, torch.Tensor] = {}
+    select: dict = {}
+
+    def flush() -> None:
+        nonlocal n_rows
+        for p in paths:
+            if rows[p]:
+                K = torch.cat(rows[p]).to(work)
+                kk = (K.T @ K).double()
+                acc[p] = kk if p not in acc else acc[p] + kk
+                rows[p] = []
+        n_rows = 0
+
+    def make_hook(path):
+        def hook(mod, args):
+            seen[path] = args[0][select["mask"]].to("cpu", work)
+            if len(seen) == len(paths):
+                raise _StopForward
+        return hook
+
+    handles = [adapter.module(p).register_forward_pre_hook(make_hook(p)) for p in paths]
+    bar = tqdm(total=n, desc=f"key statistics ({len(paths)} module(s))", unit="tok", disable=not progress, leave=False)
+    try:
+        for batch in length_batches([len(x) for x in ids], token_budget):
+            enc = adapter.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(adapter.device)
+            mask = enc["attention_mask"]
+            select["mask"] = mask.bool()
+            seen.clear()
+            try:
+                adapter.lm(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position_ids_from_mask(mask))
+            except _StopForward:
+                pass
+            missing = [p for p in paths if p not in seen]
+            if missing:
+                raise ValueError(f"statistics pass: {', '.join(missing)} never ran in a forward pass of the language model")
+            for p in paths:
+                rows[p].append(seen[p])
+            k = int(select["mask"].sum())
+            n_rows += k
+            bar.update(k)
+            if n_rows >= GEMM_ROWS:
+                flush()
+        flush()
+    finally:
+        for h in handles:
+            h.remove()
+        bar.close()
+    return {p: (acc[p] / n).to(dtype).contiguous() for p in paths}, n
+
+
+def second_moment(adapter, module_path: str, texts: Sequence[str], samples: int, *,
+                  dtype: torch.dtype = torch.float32, progress: bool = True) -> tuple[torch.Tensor, int]:
+    """``(C, N)`` of one module (:func:`second_moments`)."""
+    Cs, n = second_moments(adapter, [module_path], texts, samples, dtype=dtype, progress=progress)
+    return Cs[module_path], n
 
 
 @dataclass
@@ -177,23 +261,37 @@ def stats_meta(adapter, layer: int, *, texts: Sequence[str], samples: int, dtype
         "corpus": corpus_hash(texts),
         "samples": int(samples),
         "dtype": dtype,
+        "method": METHOD,
     }
 
 
-def layer_second_moment(adapter, layer: int, *, texts: Sequence[str], samples: int, dtype: str = "float32",
-                        cache: StatsCache | None = None, module_template: str | None = None,
-                        progress: bool = True) -> tuple[torch.Tensor, dict]:
-    """Cached :func:`second_moment` of layer ``layer``'s edited module: ``(C (d_in, d_in) on the
-    CPU, its cache key fields)``."""
-    meta = stats_meta(adapter, layer, texts=texts, samples=samples, dtype=dtype, module_template=module_template)
-    module_path = meta["module"]
+def layer_second_moments(adapter, layers: Sequence[int], *, texts: Sequence[str], samples: int,
+                         dtype: str = "float32", cache: StatsCache | None = None, module_template: str | None = None,
+                         progress: bool = True) -> dict[int, tuple[torch.Tensor, dict]]:
+    """Cached :func:`second_moments` of the edited modules of ``layers``: ``{layer: (C (d_in, d_in)
+    on the CPU, its cache key fields)}``; the layers not in the cache are computed in one pass."""
     cache = cache if cache is not None else StatsCache()
-    hit = cache.get(meta)
-    if hit is not None:
-        return hit, meta
-    value, _ = second_moment(adapter, module_path, texts, samples, dtype=getattr(torch, dtype), progress=progress)
-    cache.put(meta, value)
-    return value, meta
+    out: dict[int, tuple[torch.Tensor, dict]] = {}
+    todo: dict[int, dict] = {}
+    for layer in dict.fromkeys(layers):
+        meta = stats_meta(adapter, layer, texts=texts, samples=samples, dtype=dtype, module_template=module_template)
+        hit = cache.get(meta)
+        if hit is not None:
+            out[layer] = (hit, meta)
+        else:
+            todo[layer] = meta
+    if todo:
+        values, _ = second_moments(adapter, [m["module"] for m in todo.values()], texts, samples,
+                                   dtype=getattr(torch, dtype), progress=progress)
+        for layer, meta in todo.items():
+            cache.put(meta, values[meta["module"]])
+            out[layer] = (values[meta["module"]], meta)
+    return {layer: out[layer] for layer in layers}
+
+
+def layer_second_moment(adapter, layer: int, **kwargs) -> tuple[torch.Tensor, dict]:
+    """Cached statistics of one layer (:func:`layer_second_moments`)."""
+    return layer_second_moments(adapter, [layer], **kwargs)[layer]
 
 
 def nullspace_projector(C: torch.Tensor, threshold: float, relative: bool = True) -> torch.Tensor:
@@ -213,6 +311,30 @@ def cached_nullspace_projector(C: torch.Tensor, stats_key: dict, threshold: floa
     hit = cache.get(meta)
     if hit is not None:
         return hit
-    P = nullspace_projector(C, threshold, relative)
+    P = nullspace_projector(C, threshold, relative).contiguous()
     cache.put(meta, P)
     return P
+
+
+def inverse(C: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``C^-1`` in float64 through a Cholesky factor; the pseudo-inverse where ``C`` is not positive
+    definite (a corpus with fewer tokens than dimensions). Returns the inverse and the method used."""
+    C64 = C.double()
+    L, info = torch.linalg.cholesky_ex(C64)
+    if int(info) == 0:
+        return torch.cholesky_inverse(L), "cholesky"
+    return torch.linalg.pinv(C64, hermitian=True), "pinv"
+
+
+def cached_inverse(C: torch.Tensor, stats_key: dict, cache: StatsCache | None = None) -> torch.Tensor:
+    """Cached :func:`inverse` (keyed by the statistics' key fields), float32 on the CPU."""
+    meta = {**stats_key, "kind": "inverse"}
+    cache = cache if cache is not None else StatsCache()
+    hit = cache.get(meta)
+    if hit is not None:
+        return hit
+    # contiguous, as a cache hit is: a transposed layout would sum C^-1 k in another order and the
+    # first edit after computing the statistics would differ in its last bits from later ones
+    Cinv = inverse(C)[0].float().contiguous()
+    cache.put(meta, Cinv)
+    return Cinv
