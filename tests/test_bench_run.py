@@ -54,6 +54,12 @@ def test_run_folder_and_refusals(adapter, cache_dir, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["versions"]["torch"] and "git_sha" in manifest and manifest["device"] == "cpu"
     assert json.loads((out / "table.json").read_text()) == t
+    # the table does not depend on the order entries were written in (a distributed run's order)
+    from unike_interp.bench.aggregate import build_table
+
+    folder = RunFolder(out)
+    shuffled = folder.entries()[::-1]
+    assert build_table(shuffled, folder.resolved()) == t
     # a second run into the same folder must be asked for explicitly
     with pytest.raises(RunFolderError, match="--resume"):
         run_bench(cfg, out, adapter=adapter, judge=VerifierJudge(adapter.verifier), progress=False, echo=lambda s: None)

@@ -130,7 +130,13 @@ def test_second_moment_matches_hand_computation(adapter):
 
 
 def test_one_pass_statistics_equal_each_layers_hand_computation(adapter):
-    from unike_interp.editing.stats import second_moments, select_token_texts
+    from unike_interp.editing.stats import gram, second_moments, select_token_texts
+
+    K = torch.randn(300, 40, generator=torch.Generator().manual_seed(0))
+    for dt in (torch.float32, torch.float64):  # BLAS syrk's one triangle, mirrored
+        G = gram(K.to(dt))
+        assert G.dtype == torch.float64 and torch.equal(G, G.T)
+        torch.testing.assert_close(G, K.double().T @ K.double(), rtol=1e-5, atol=1e-4)
 
     texts = adapter.default_stats_corpus()[:40]
     ids, n_sel = select_token_texts(adapter.tokenizer, texts, 300)
@@ -383,14 +389,55 @@ def test_per_request_stop_freezes_converged_targets(adapter):
     prefixes = context_prefixes(adapter, 1, 4, 0)
     common = {"v_steps": 12, "v_stop_loss": 1.0, "target_batch": 32}
     joint = optimize_targets(adapter, reqs, [site], prefixes, make_hparams("memit", "synthworld", common))
-    alone = optimize_targets(adapter, reqs, [site], prefixes,
-                             make_hparams("memit", "synthworld", {**common, "v_stop_per_request": True}))
+    rows = []  # rows each step runs through the top layer: a converged request leaves the batch
+    top = adapter.module(adapter.paths.layer.format(adapter.num_layers - 1))
+    h = top.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
+    try:
+        alone = optimize_targets(adapter, reqs, [site], prefixes,
+                                 make_hparams("memit", "synthworld", {**common, "v_stop_per_request": True}))
+    finally:
+        h.remove()
+    n_rows = len(reqs) * len(prefixes) + len(reqs)  # prompts x prefixes, and the essence prompts
+    assert rows[0] == n_rows and rows == sorted(rows, reverse=True) and rows[-1] < n_rows
     frozen = alone.target_nll < 1.0
     assert frozen.any() and (~frozen).any(), "the test needs converged and unconverged requests"
     d_joint, d_alone = joint.delta[site], alone.delta[site]
     torch.testing.assert_close(d_alone[~frozen], d_joint[~frozen], rtol=1e-4, atol=1e-5)
     # a frozen target stopped at its first step below the threshold: smaller than where it drifted
     assert (d_alone[frozen].norm(dim=-1) <= d_joint[frozen].norm(dim=-1) + 1e-6).all()
+
+
+@pytest.mark.parametrize("editor", ["memit", "rome", "pmet"])
+def test_layers_below_the_sites_are_reused_not_recomputed(adapter, monkeypatch, editor):
+    """The layers under the optimised sites see the same inputs at every step: their outputs are
+    recorded once and replayed, and the targets are bit for bit those of running every layer."""
+    import unike_interp.editing.targets as targets
+    from unike_interp.editing.contexts import context_prefixes
+    from unike_interp.editing.pmet import PMET
+
+    reqs = requests(adapter, 4)
+    last = adapter.edit_layers[-1]
+    sites = {"memit": [adapter.paths.layer.format(last)], "rome": [f"model.layers.{last}.mlp.down_proj"],
+             "pmet": PMET(make_hparams("pmet", "synthworld", {})).target_sites(adapter, last)[0]}[editor]
+    fixed = targets.fixed_layers(adapter, sites)
+    assert fixed == [f"model.layers.{i}" for i in range(last + 1 if editor == "memit" else last)]
+    hp = make_hparams("memit", "synthworld", {"v_steps": 6, "v_stop_loss": 0.0, "target_batch": 32})
+    prefixes = context_prefixes(adapter, 1, 4, 0)
+    calls = []
+    # a replayed layer's own hooks still run; its MLP does not
+    hooks = [adapter.module(p).mlp.register_forward_pre_hook(lambda m, a, p=p: calls.append(p)) for p in fixed]
+    try:
+        fast = targets.optimize_targets(adapter, reqs, sites, prefixes, hp)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(calls) == len(fixed)  # once, in the unedited pass; never during the 6 steps
+    monkeypatch.setattr(targets, "fixed_layers", lambda *a: [])
+    full = targets.optimize_targets(adapter, reqs, sites, prefixes, hp)
+    for s in sites:
+        assert torch.equal(fast.delta[s], full.delta[s]) and torch.equal(fast.base[s], full.base[s])
+    assert torch.equal(fast.target_nll, full.target_nll)
+    assert not any("forward" in adapter.module(p).__dict__ for p in fixed)  # the layers are put back
 
 
 def test_target_weight_decay_shrinks_the_shift(adapter):

@@ -53,7 +53,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ray_workers_"))
     os.environ.setdefault("UNIKE_CACHE_DIR", str(work / "cache"))
     spec = RunSpec(model=args.model, editor=args.editor, protocol=args.protocol, cases=args.cases,
-                   edit_batch_size=args.batch_size, device=args.device)
+                   batch_size=args.batch_size, device=args.device)
     gpus = torch.cuda.device_count() if args.device.startswith("cuda") else 0
     ray.init(num_cpus=max(args.workers, os.cpu_count() or 1) if gpus else args.workers, num_gpus=gpus,
              include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)

@@ -131,7 +131,13 @@ def _locality(entries: list, n_boot: int, seed: int) -> dict:
 
 
 def build_table(entries: list, resolved: dict) -> dict:
-    """The table as one JSON-able dict (a function of the typed ledger entries and the configuration)."""
+    """The table as one JSON-able dict (a function of the typed ledger entries and the configuration,
+    not of the order the entries were written in: a resumed or distributed run writes them in
+    another order, and the bootstrap must resample the same rows)."""
+    order = {c: i for i, c in enumerate(resolved.get("case_ids", []))}
+    entries = sorted(entries, key=lambda e: (isinstance(e, PointEntry), e.batch,
+                                             order.get(e.case_id, len(order)) if isinstance(e, CaseEntry) else 0,
+                                             getattr(e, "case_id", "")))
     cfg = resolved["config"]
     n_boot, seed = int(cfg.get("bootstrap", 1000)), int(cfg.get("seed", 0))
     rows = item_rows(entries)

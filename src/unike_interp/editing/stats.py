@@ -91,6 +91,23 @@ GEMM_ROWS = 16384
 METHOD = "prefix-v2"
 
 
+def gram(K: torch.Tensor) -> torch.Tensor:
+    """``K^T K`` ``(d, d)`` in float64 on the CPU for ``K`` ``(n, d)`` (float32 or float64).
+
+    On the CPU, BLAS ``syrk`` forms only one triangle (half the multiply-adds of ``K.T @ K``); on
+    an accelerator the product is a plain matrix product there, and only the ``d x d`` result moves.
+    """
+    if K.device.type != "cpu":
+        return (K.T @ K).double().cpu()
+    from scipy.linalg import blas
+
+    syrk = blas.dsyrk if K.dtype == torch.float64 else blas.ssyrk
+    # K is row-major (n, d), so its transpose is a column-major (d, n) array: no copy
+    upper = torch.from_numpy(syrk(1.0, K.contiguous().numpy().T, trans=0, lower=0)).double()
+    upper = torch.triu(upper)
+    return upper + torch.triu(upper, diagonal=1).T
+
+
 class _StopForward(Exception):
     """Raised by the last hook of a statistics pass: the layers above it are not needed."""
 
@@ -139,8 +156,9 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
 
     One pass for all modules: texts grouped by length (little padding), the forward pass stopped
     once every hooked module has seen its input (the layers above are not run), and
-    ``C = (1/N) sum K^T K`` accumulated as float32 products of up to :data:`GEMM_ROWS` rows each
-    (``dtype`` float64: float64 products) into a float64 sum; returned in ``dtype`` on the CPU.
+    ``C = (1/N) sum K^T K`` accumulated as products of up to :data:`GEMM_ROWS` rows each
+    (:func:`gram`: float32, or float64 with ``dtype`` float64) into a float64 sum on the CPU;
+    returned in ``dtype`` on the CPU.
     """
     from tqdm.auto import tqdm
 
@@ -161,15 +179,14 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
         nonlocal n_rows
         for p in paths:
             if rows[p]:
-                K = torch.cat(rows[p]).to(work)
-                kk = (K.T @ K).double()
+                kk = gram(torch.cat(rows[p]).to(work))
                 acc[p] = kk if p not in acc else acc[p] + kk
                 rows[p] = []
         n_rows = 0
 
     def make_hook(path):
         def hook(mod, args):
-            seen[path] = args[0][select["mask"]].to("cpu", work)
+            seen[path] = args[0][select["mask"]].to(work)  # products on the model's device
             if len(seen) == len(paths):
                 raise _StopForward
         return hook

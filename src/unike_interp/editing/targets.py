@@ -17,7 +17,7 @@ together); each gets its own ``d``.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -65,6 +65,64 @@ def optimize_targets(adapter, requests: Sequence[EditRequest], sites: Sequence[s
     )
 
 
+def fixed_layers(adapter, sites: Sequence[str]) -> list[str]:
+    """The decoder layers whose outputs do not depend on vectors added at ``sites``: every layer
+    before the first site's layer, and that layer too where the site is the layer itself."""
+    tmpl = adapter.paths.layer
+    n = None
+    for s in sites:
+        for i in range(adapter.num_layers):
+            path = tmpl.format(i)
+            if s == path or s.startswith(path + "."):
+                k = i + 1 if s == path else i
+                n = k if n is None else min(n, k)
+                break
+        else:
+            return []  # a site outside the decoder layers: every layer may depend on it
+    return [tmpl.format(i) for i in range(n or 0)]
+
+
+@contextmanager
+def record_outputs(modules: dict) -> dict:
+    """Record each module's output object (as the module returns it) during a forward pass."""
+    out: dict = {}
+    handles = [m.register_forward_hook(lambda mod, a, o, p=p: out.__setitem__(p, o)) for p, m in modules.items()]
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def replay_outputs(modules: dict, outputs: dict):
+    """Each module returns its recorded output without computing (its hooks still run): the layers
+    below the optimised sites see the same inputs at every step, so their outputs are reused."""
+    saved = {}
+    for p, m in modules.items():
+        saved[p] = m.__dict__.get("forward")  # an instance-level forward (accelerate's hooks) is put back
+        m.forward = (lambda *a, _o=outputs[p], **k: _o)
+    try:
+        yield
+    finally:
+        for p, m in modules.items():
+            if saved[p] is None:
+                del m.forward
+            else:
+                m.forward = saved[p]
+
+
+def _rows_of(output, rows: torch.Tensor | None):
+    """A recorded module output restricted to batch rows ``rows`` (None: all)."""
+    if rows is None:
+        return output
+    if isinstance(output, torch.Tensor):
+        return output[rows.to(output.device)]
+    if isinstance(output, tuple):
+        return tuple(_rows_of(o, rows) for o in output)
+    return output
+
+
 def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     lm, dev = adapter.lm, adapter.device
     R, P = len(requests), len(prefixes)
@@ -78,8 +136,10 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     modules = {s: adapter.module(s) for s in sites}
     ntok = target_count(batch.target_ids[:n_main]).clamp(min=1).float()
 
+    fixed = {p: adapter.module(p) for p in fixed_layers(adapter, sites)}
     with torch.no_grad(), ExitStack() as stack:
         caps = {s: stack.enter_context(capture_at(modules[s], batch.subject_pos, what="output")) for s in sites}
+        fixed_out = stack.enter_context(record_outputs(fixed))
         logits0 = lm(**inputs).logits
         base = {s: caps[s]["value"][:n_main].float().view(R, P, -1).mean(1) for s in sites}
         ess_logp0 = torch.log_softmax(logits0[n_main + torch.arange(R, device=dev), batch.last_prompt_pos[n_main:]].float(), -1)
@@ -101,22 +161,37 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     active = torch.ones(R, dtype=torch.bool, device=dev)
     try:
         for step in range(max(hp.v_steps, 1)):
+            # a converged request leaves the batch: only the rows of requests still optimised run
+            # (while every request is, the whole batch runs as it is)
+            live = None if bool(active.all()) else active.nonzero().squeeze(1)
+            if live is None:
+                rows, n_live, live_idx = None, R, slice(None)
+            else:
+                main_rows = (live[:, None] * P + torch.arange(P, device=dev)).reshape(-1)
+                rows = torch.cat([main_rows, n_main + live])
+                n_live, live_idx = len(live), live
+            pick = (lambda t: t) if rows is None else (lambda t: t[rows.to(t.device)])
             with ExitStack() as stack:
+                stack.enter_context(replay_outputs(fixed, {p: _rows_of(o, rows) for p, o in fixed_out.items()}))
                 for s in sites:
-                    stack.enter_context(add_at(modules[s], batch.subject_pos, deltas[s][owner_all]))
-                logits = lm(**inputs).logits
-            nll_rows = -target_logprob(logits[:n_main], batch.target_ids[:n_main]) / ntok
-            nll = nll_rows.view(R, P).mean(1)
-            nll_req = torch.where(active.cpu(), nll.detach().cpu(), nll_req)
+                    stack.enter_context(add_at(modules[s], pick(batch.subject_pos), deltas[s][pick(owner_all)]))
+                logits = lm(**{k: pick(v) for k, v in inputs.items()}).logits
+            n_rows = n_live * P
+            nll_rows = -target_logprob(logits[:n_rows], pick(batch.target_ids)[:n_rows]) / (ntok if rows is None else ntok[main_rows])
+            nll = nll_rows.view(n_live, P).mean(1)
+            nll_req[slice(None) if live is None else live.cpu()] = nll.detach().cpu()
             steps = step + 1
-            if hp.v_steps == 0 or float(nll.detach()[active].max()) < hp.v_stop_loss:
+            if hp.v_steps == 0 or float(nll.detach().max()) < hp.v_stop_loss:
                 break
+            still = torch.ones(n_live, dtype=torch.bool, device=dev)
             if per_request:
-                active &= nll.detach() >= hp.v_stop_loss
-            ess_logp = torch.log_softmax(logits[n_main + torch.arange(R, device=dev), batch.last_prompt_pos[n_main:]].float(), -1)
-            kl = (ess_logp0.exp() * (ess_logp0 - ess_logp)).sum(-1)
-            wd = sum((deltas[s].norm(dim=-1) / norms[s]) ** 2 for s in sites)
-            loss = ((nll + hp.kl_factor * kl + hp.v_weight_decay * wd) * active).sum()
+                still = nll.detach() >= hp.v_stop_loss
+                active[live_idx if live is None else live] = still
+            ess_logp = torch.log_softmax(logits[n_rows + torch.arange(n_live, device=dev),
+                                                pick(batch.last_prompt_pos)[n_rows:]].float(), -1)
+            kl = (ess_logp0[live_idx].exp() * (ess_logp0[live_idx] - ess_logp)).sum(-1)
+            wd = sum((deltas[s][live_idx].norm(dim=-1) / norms[s][live_idx]) ** 2 for s in sites)
+            loss = ((nll + hp.kl_factor * kl + hp.v_weight_decay * wd) * still).sum()
             frozen = {s: deltas[s].detach().clone() for s in sites} if per_request else None
             opt.zero_grad()
             loss.backward()
