@@ -133,6 +133,9 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
     # resume: everything recorded, nothing re-recorded
     with h5py.File(run / "analysis" / "activations.h5", "r") as f:
         n = len(f["cases"])
-    assert main(args + ["--no-interventions"]) == 0
+    assert main(args + ["--no-interventions", "--no-probes"]) == 0
     with h5py.File(run / "analysis" / "activations.h5", "r") as f:
         assert len(f["cases"]) == n == 4
+    again = json.loads((run / "analysis" / "stats.json").read_text())
+    assert again["summary"]["probes"] == {"skipped": "not run (--no-probes)"}
+    assert "probe_p_new" not in next(iter(again["per_case"].values()))

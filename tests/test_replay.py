@@ -71,7 +71,8 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
         assert (run / (p.delta.path + ".safetensors")).exists() and len(p.delta.sha256) == 64
 
     _forbid_editing(monkeypatch)
-    summary = analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False, trace_cases=2)
+    summary = analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False, trace_cases=2,
+                          probes=False)
     assert summary["edits"] == "stored" and summary["n_cases"] == 4
     # the causal analyses: the gain-1 redraw from the recorded conditioning is the judged image's verdict,
     # every failed case has a verdict, two cases traced at the edited layers
@@ -99,7 +100,8 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
     tampered.deltas[name] = tampered.deltas[name] * 1.001
     tampered.save(run / ref.path)
     with pytest.raises(DeltaHashError, match="point_0000"):
-        analyze_run(run, tmp_path / "again", adapter=adapter, progress=False, echo=lambda s: None, figures=False)
+        analyze_run(run, tmp_path / "again", adapter=adapter, progress=False, echo=lambda s: None, figures=False,
+                    probes=False)
 
 
 def test_a_run_without_stored_deltas_needs_reoptimize(adapter, tmp_path):
@@ -112,6 +114,6 @@ def test_a_run_without_stored_deltas_needs_reoptimize(adapter, tmp_path):
     assert not (run / "deltas").exists()
     assert all(p.delta is None for p in RunFolder(run).point_entries().values())
     with pytest.raises(NoStoredDeltasError, match="--reoptimize"):
-        analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False)
+        analyze_run(run, adapter=adapter, progress=False, echo=lambda s: None, figures=False, probes=False)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["config"]["store_deltas"] is False

@@ -187,7 +187,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.trace_cases < 0:
         raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
     summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
-                          progress=not args.no_progress, interventions=not args.no_interventions,
+                          progress=not args.no_progress, interventions=not args.no_interventions, probes=not args.no_probes,
                           trace_cases=args.trace_cases, trust_remote_code=args.trust_remote_code)
     print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} ({summary['edits']} edits, "
           f"recorded in {summary['record_seconds']:.1f} s): {summary['hdf5']}")
@@ -327,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-interventions", action="store_true",
                    help="skip the conditioning interventions, the subject-state swap and the tracing (default: run them "
                         "where the model can draw from a given conditioning)")
+    p.add_argument("--no-probes", action="store_true",
+                   help="skip fitting and validating the value probes (every subject x template, 5 folds: on "
+                        "SynthWorld most of the statistics' time); the probe columns are then absent "
+                        "(default: run them)")
     p.add_argument("--trace-cases", type=int, default=20,
                    help="cases the cross-modal causal tracing traces, those whose image moved most (0: none)")
     _run_flags(p, "analyze")

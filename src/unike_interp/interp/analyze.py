@@ -22,7 +22,8 @@ from .summary import run_statistics, write_stats
 
 def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=None, reoptimize: bool = False,
                 progress: bool = True, echo: Callable[[str], None] = print, figures: bool = True, adapter=None,
-                interventions: bool = True, trace_cases: int = 20, trust_remote_code: bool = False) -> dict:
+                interventions: bool = True, trace_cases: int = 20, trust_remote_code: bool = False,
+                probes: bool = True) -> dict:
     """Record, compute statistics and AUCs, run the causal analyses, write ``stats.json`` (and the
     figures); return the summary.
 
@@ -32,7 +33,8 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     :mod:`~unike_interp.interp.knowledge_source`); ``trace_cases``: how many cases the cross-modal
     causal tracing traces (:mod:`~unike_interp.interp.tracing`; 0: none; it needs stored deltas).
     ``trust_remote_code``: load a model that runs code from its checkpoint folder (Ovis-U1), as its
-    run did; the run folder alone does not allow it.
+    run did; the run folder alone does not allow it. ``probes``: fit and validate the value probes
+    (:mod:`~unike_interp.interp.probes`; on SynthWorld most of the statistics' time).
     """
     run = Path(run_dir)
     out = Path(out) if out else RunFolder(run).analysis_dir
@@ -42,7 +44,7 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     from ..bench.assemble import build_judge
 
     judge = build_judge(cfg)
-    stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed, judge=judge)
+    stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed, judge=judge, probes=probes)
     summary = stats["summary"] = {"run": str(run), "model": cfg.model, "editor": cfg.editor, "protocol": cfg.protocol,
                                   "hdf5": str(rec.store.path), "edits": rec.edits,
                                   "record_seconds": round(rec.seconds, 2), **stats["summary"]}
