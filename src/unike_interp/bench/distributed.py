@@ -157,7 +157,6 @@ class BenchWorker:
         storage, the files they wrote as ``{path relative to the run: bytes}``."""
         entries: list[dict] = []
         before = self.runner.source.edit_seconds
-        t0 = time.perf_counter()
         self.runner.run(todo, entries.append, done_cases=set(done_cases), done_points=set(done_points))
         for e in entries:
             e["worker"] = dict(self.info)
@@ -168,8 +167,7 @@ class BenchWorker:
                     files[str(p.relative_to(self.local_dir))] = p.read_bytes()
             shutil.rmtree(self.local_dir, ignore_errors=True)
             self.local_dir.mkdir(parents=True, exist_ok=True)
-        return {"entries": entries, "files": files, "seconds": time.perf_counter() - t0,
-                "edit_seconds": self.runner.source.edit_seconds - before}
+        return {"entries": entries, "files": files, "edit_seconds": self.runner.source.edit_seconds - before}
 
 
 def _write_file(root: Path, rel: str, data: bytes) -> None:
@@ -209,8 +207,8 @@ class _Pool:
                 pass
 
 
-def _cluster(ray, settings: ClusterSettings, spec: RunSpec, echo) -> tuple[bool, float, float]:
-    """Start or join the cluster; (started here, GPUs per worker, slots)."""
+def _cluster(ray, settings: ClusterSettings, spec: RunSpec, echo) -> tuple[bool, float]:
+    """Start or join the cluster; (started here, GPUs per worker)."""
     started = False
     if not ray.is_initialized():
         if settings.address:
@@ -234,7 +232,7 @@ def _cluster(ray, settings: ClusterSettings, spec: RunSpec, echo) -> tuple[bool,
                          f"{gpus:g} GPU / {settings.cpus_per_worker} CPU); lower --workers or add nodes")
     echo(f"[bench] Ray {ray.__version__}: {'a private cluster on 127.0.0.1' if started else settings.address or 'the running cluster'}"
          f", {settings.workers} worker(s) of {gpus:g} GPU / {settings.cpus_per_worker} CPU each")
-    return started, gpus, slots
+    return started, gpus
 
 
 def run_bench_distributed(spec: RunSpec, out_dir: str | Path, cluster: ClusterSettings | None = None, *,
@@ -253,7 +251,7 @@ def run_bench_distributed(spec: RunSpec, out_dir: str | Path, cluster: ClusterSe
     ray = import_ray()
     folder = RunFolder(out_dir)
     folder.check_writable(resume=resume)
-    started, gpus, _ = _cluster(ray, cluster, spec, echo)
+    started, gpus = _cluster(ray, cluster, spec, echo)
     token_path = folder.path / TOKEN_FILE
     token = None
     if cluster.shared_storage is not False:
@@ -286,6 +284,8 @@ def _get(ray, ref):
 
 def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, *, resume, progress, echo, tqdm,
            build_table, write_tables) -> dict:
+    from .pipeline import batches_to_run, point_of
+
     t_start = time.perf_counter()
     # the first actor loads the model and warms the key-statistics cache; it also resolves the configuration
     info = None
@@ -310,8 +310,7 @@ def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, 
     done_cases, done_points = folder.check_done(ledger, resolved["case_ids"])
     batches = resolved["batches"]
     sequential = resolved["config"]["protocol"] == "sequential"
-    point_of = {k: (len(batches) - 1 if sequential else k) for k in range(len(batches))}
-    todo = [k for k, b in enumerate(batches) if point_of[k] not in done_points or any(c not in done_cases for c in b)]
+    todo = batches_to_run(batches, sequential, done_cases, done_points)
     if not todo:
         ray.kill(actor)
         echo(f"[bench] every case is already in {folder.ledger_path}; rendering the table")
@@ -340,7 +339,7 @@ def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, 
                 actor, job = pool.idle.pop(), jobs.popleft()
                 cases = [c for k in job for c in batches[k]]
                 ref = actor.run.remote(list(job), [c for c in cases if c in done_cases],
-                                       [p for p in {point_of[k] for k in job} if p in done_points])
+                                       [p for p in {point_of(k, len(batches), sequential) for k in job} if p in done_points])
                 pool.pending[ref] = ("run", actor, job)
             if not pool.pending:  # work left but no actor: every restart is spent
                 failed.extend(jobs)

@@ -211,14 +211,20 @@ class BenchPlan:
     batches: list[list]
     resolved: dict
 
-    def point_of(self, k: int) -> int:
-        """The evaluation point whose ledger entry batch ``k`` is judged in."""
-        return len(self.batches) - 1 if self.protocol.sequential else k
-
     def todo(self, done_cases: set, done_points: set) -> list[int]:
         """Batches whose cases or evaluation point are not all in the ledger (recomputed whole)."""
-        return [k for k, b in enumerate(self.batches)
-                if self.point_of(k) not in done_points or any(r.case_id not in done_cases for r in b)]
+        return batches_to_run(self.resolved["batches"], self.protocol.sequential, done_cases, done_points)
+
+
+def point_of(k: int, n_batches: int, sequential: bool) -> int:
+    """The evaluation point whose ledger entry batch ``k`` is judged in."""
+    return n_batches - 1 if sequential else k
+
+
+def batches_to_run(batches: Sequence[Sequence[str]], sequential: bool, done_cases: set, done_points: set) -> list[int]:
+    """Indices of the batches (case ids) whose cases or evaluation point are not all in the ledger."""
+    return [k for k, b in enumerate(batches)
+            if point_of(k, len(batches), sequential) not in done_points or any(c not in done_cases for c in b)]
 
 
 def plan_bench(spec: RunSpec, adapter, editor, judge) -> BenchPlan:

@@ -256,6 +256,17 @@ class StatsCache:
         except Exception:
             return None  # a damaged cache file is recomputed, not trusted
 
+    def get_or_compute(self, meta: dict, compute) -> torch.Tensor:
+        """The cached value of ``meta``, else ``compute()`` stored and returned contiguous on the CPU,
+        as a later hit returns it (a transposed layout would sum products in another order, so the
+        first use would differ in its last bits from later ones)."""
+        hit = self.get(meta)
+        if hit is not None:
+            return hit
+        value = compute().detach().cpu().contiguous()
+        self.put(meta, value)
+        return value
+
     def put(self, meta: dict, value: torch.Tensor) -> Path:
         from safetensors.torch import save_file
 
@@ -325,12 +336,7 @@ def cached_nullspace_projector(C: torch.Tensor, stats_key: dict, threshold: floa
     """Cached :func:`nullspace_projector` (keyed by the statistics' key fields plus the threshold)."""
     meta = {**stats_key, "kind": "nullspace", "threshold": threshold, "relative": relative}
     cache = cache if cache is not None else StatsCache()
-    hit = cache.get(meta)
-    if hit is not None:
-        return hit
-    P = nullspace_projector(C, threshold, relative).contiguous()
-    cache.put(meta, P)
-    return P
+    return cache.get_or_compute(meta, lambda: nullspace_projector(C, threshold, relative))
 
 
 def inverse(C: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -347,11 +353,4 @@ def cached_inverse(C: torch.Tensor, stats_key: dict, cache: StatsCache | None = 
     """Cached :func:`inverse` (keyed by the statistics' key fields), float32 on the CPU."""
     meta = {**stats_key, "kind": "inverse"}
     cache = cache if cache is not None else StatsCache()
-    hit = cache.get(meta)
-    if hit is not None:
-        return hit
-    # contiguous, as a cache hit is: a transposed layout would sum C^-1 k in another order and the
-    # first edit after computing the statistics would differ in its last bits from later ones
-    Cinv = inverse(C)[0].float().contiguous()
-    cache.put(meta, Cinv)
-    return Cinv
+    return cache.get_or_compute(meta, lambda: inverse(C)[0].float())

@@ -163,13 +163,13 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
         for step in range(max(hp.v_steps, 1)):
             # a converged request leaves the batch: only the rows of requests still optimised run
             # (while every request is, the whole batch runs as it is)
-            live = None if bool(active.all()) else active.nonzero().squeeze(1)
-            if live is None:
-                rows, n_live, live_idx = None, R, slice(None)
+            if bool(active.all()):
+                rows, n_live, live = None, R, slice(None)
             else:
+                live = active.nonzero().squeeze(1)
                 main_rows = (live[:, None] * P + torch.arange(P, device=dev)).reshape(-1)
                 rows = torch.cat([main_rows, n_main + live])
-                n_live, live_idx = len(live), live
+                n_live = len(live)
             pick = (lambda t: t) if rows is None else (lambda t: t[rows.to(t.device)])
             with ExitStack() as stack:
                 stack.enter_context(replay_outputs(fixed, {p: _rows_of(o, rows) for p, o in fixed_out.items()}))
@@ -179,18 +179,18 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
             n_rows = n_live * P
             nll_rows = -target_logprob(logits[:n_rows], pick(batch.target_ids)[:n_rows]) / (ntok if rows is None else ntok[main_rows])
             nll = nll_rows.view(n_live, P).mean(1)
-            nll_req[slice(None) if live is None else live.cpu()] = nll.detach().cpu()
+            nll_req[live if rows is None else live.cpu()] = nll.detach().cpu()
             steps = step + 1
             if hp.v_steps == 0 or float(nll.detach().max()) < hp.v_stop_loss:
                 break
             still = torch.ones(n_live, dtype=torch.bool, device=dev)
             if per_request:
                 still = nll.detach() >= hp.v_stop_loss
-                active[live_idx if live is None else live] = still
+                active[live] = still
             ess_logp = torch.log_softmax(logits[n_rows + torch.arange(n_live, device=dev),
                                                 pick(batch.last_prompt_pos)[n_rows:]].float(), -1)
-            kl = (ess_logp0[live_idx].exp() * (ess_logp0[live_idx] - ess_logp)).sum(-1)
-            wd = sum((deltas[s][live_idx].norm(dim=-1) / norms[s][live_idx]) ** 2 for s in sites)
+            kl = (ess_logp0[live].exp() * (ess_logp0[live] - ess_logp)).sum(-1)
+            wd = sum((deltas[s][live].norm(dim=-1) / norms[s][live]) ** 2 for s in sites)
             loss = ((nll + hp.kl_factor * kl + hp.v_weight_decay * wd) * still).sum()
             frozen = {s: deltas[s].detach().clone() for s in sites} if per_request else None
             opt.zero_grad()
