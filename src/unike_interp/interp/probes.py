@@ -262,26 +262,21 @@ def _fit(pipe, X, y):
         return pipe.fit(X, y)
 
 
-def fit_value_probes(
-    X: Any, labels: Sequence[str], groups: Sequence[str], *, folds: int = 5, seed: int = 0,
-    C: float = 1.0, max_iter: int = 2000, tol: float = 1e-4, model: str = "linear", hidden: int = 64,
-    alpha: float = 1.0, refit: bool = True,
-) -> ValueProbe:
-    """Fit and cross-validate a probe from conditioning features to the value of one category.
+@dataclass
+class _ProbeData:
+    """The checked rows of one probe and its grouped folds (what each fold's fit needs)."""
 
-    ``X``: ``(N, D)`` pre-edit features (one reader's); ``labels``: ``(N,)`` value strings of ONE
-    category; ``groups``: ``(N,)`` subject names. ``model``: ``"linear"`` (``StandardScaler`` then
-    ``LogisticRegression(C=C, max_iter=max_iter, tol=tol)``) or ``"mlp"`` (``StandardScaler`` then
-    ``MLPClassifier((hidden,), alpha=alpha)``, adam for ``clip(16000 / N_train, 20, 60)`` epochs,
-    ``random_state=seed``).
-    Cross-validation: :func:`group_folds` (no subject in both train and test); fold accuracy =
-    share of test rows predicted correctly. ``chance = max_k count(label == k) / N``. The returned
-    probe is refitted on all rows, now or (``refit=False``) when it is first used.
+    X: np.ndarray
+    y: np.ndarray
+    classes: np.ndarray
+    counts: np.ndarray
+    n_groups: int
+    splits: list[tuple[np.ndarray, np.ndarray]]
 
-    Raises ``ValueError`` when the data cannot support a probe: fewer than 2 distinct values,
-    fewer than 2 subjects, mismatched lengths, non-finite features, or a training fold that
-    would hold a single value (too few subjects per value).
-    """
+
+def _probe_data(X: Any, labels: Sequence[str], groups: Sequence[str], folds: int, seed: int) -> _ProbeData:
+    """Check the rows of a probe and split them into grouped folds; ``ValueError`` when they cannot
+    support one (see :func:`fit_value_probes`)."""
     X = _features(X)
     y = np.asarray(labels).astype(str)
     g = np.asarray(groups).astype(str)
@@ -293,36 +288,96 @@ def fit_value_probes(
         raise ValueError(f"a value probe needs >= 2 distinct values; got {list(classes)}")
     if n_groups < 2:
         raise ValueError(f"grouped cross-validation needs >= 2 subjects; got {n_groups}")
-
     splits = group_folds(g, folds=folds, seed=seed)
-    accs = []
-    oof = np.empty(len(y), dtype=object)
-    for i, (tr, te) in enumerate(splits):
+    for i, (tr, _te) in enumerate(splits):
         if len(np.unique(y[tr])) < 2:
             raise ValueError(
                 f"fold {i}: the training subjects all share one value ({str(y[tr][0])!r}); too few subjects "
                 f"per value for grouped cross-validation ({n_groups} subjects, {len(classes)} values)"
             )
-        pipe = _fit(_make_pipeline(model, C, max_iter, tol, seed, y[tr], hidden, alpha), X[tr], y[tr])
-        oof[te] = pipe.predict(X[te])
-        accs.append(float(np.mean(oof[te] == y[te])))
+    return _ProbeData(X, y, classes, counts, n_groups, splits)
+
+
+def _fold_predictions(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, fit_args: tuple) -> np.ndarray:
+    """The test rows' predictions by a probe fitted on the training rows (one fold; a joblib task)."""
+    model, C, max_iter, tol, seed, hidden, alpha = fit_args
+    return _fit(_make_pipeline(model, C, max_iter, tol, seed, y[tr], hidden, alpha), X[tr], y[tr]).predict(X[te])
+
+
+def _run_folds(tasks: list[tuple], n_jobs: int) -> list[np.ndarray]:
+    """``_fold_predictions(*task)`` for every task, in order; over ``n_jobs`` processes (joblib's
+    loky backend, which gives each worker ``cores // n_jobs`` BLAS threads) when ``n_jobs > 1``."""
+    if n_jobs <= 1 or len(tasks) <= 1:
+        return [_fold_predictions(*t) for t in tasks]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_fold_predictions)(*t) for t in tasks)
+
+
+def _probe_from_folds(d: _ProbeData, predictions: list[np.ndarray], fit_args: tuple, refit: bool) -> ValueProbe:
+    model, C, max_iter, tol, seed, hidden, alpha = fit_args
+    oof = np.empty(len(d.y), dtype=object)
+    accs = []
+    for (_tr, te), pred in zip(d.splits, predictions):
+        oof[te] = pred
+        accs.append(float(np.mean(pred == d.y[te])))
 
     def final():
-        return _fit(_make_pipeline(model, C, max_iter, tol, seed, y, hidden, alpha), X, y)
+        return _fit(_make_pipeline(model, C, max_iter, tol, seed, d.y, hidden, alpha), d.X, d.y)
 
     return ValueProbe(
         pipeline=final() if refit else None,
         refit=final,
-        classes=classes,
+        classes=d.classes,
         cv_accuracy=accs,
         cv_mean=float(np.mean(accs)),
-        chance=float(counts.max() / counts.sum()),
-        n=int(X.shape[0]),
-        n_groups=n_groups,
-        splits=splits,
+        chance=float(d.counts.max() / d.counts.sum()),
+        n=int(d.X.shape[0]),
+        n_groups=d.n_groups,
+        splits=d.splits,
         model=model,
         oof=oof.astype(str),
     )
+
+
+def default_jobs() -> int:
+    """Processes for fitting probes: the CPU cores this process may use (``os.sched_getaffinity``)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_value_probes(
+    X: Any, labels: Sequence[str], groups: Sequence[str], *, folds: int = 5, seed: int = 0,
+    C: float = 1.0, max_iter: int = 2000, tol: float = 1e-4, model: str = "linear", hidden: int = 64,
+    alpha: float = 1.0, refit: bool = True, n_jobs: int = 1,
+) -> ValueProbe:
+    """Fit and cross-validate a probe from conditioning features to the value of one category.
+
+    ``X``: ``(N, D)`` pre-edit features (one reader's); ``labels``: ``(N,)`` value strings of ONE
+    category; ``groups``: ``(N,)`` subject names. ``model``: ``"linear"`` (``StandardScaler`` then
+    ``LogisticRegression(C=C, max_iter=max_iter, tol=tol)``) or ``"mlp"`` (``StandardScaler`` then
+    ``MLPClassifier((hidden,), alpha=alpha)``, adam for ``clip(16000 / N_train, 20, 60)`` epochs,
+    ``random_state=seed``).
+    Cross-validation: :func:`group_folds` (no subject in both train and test); fold accuracy =
+    share of test rows predicted correctly. ``chance = max_k count(label == k) / N``. The returned
+    probe is refitted on all rows, now or (``refit=False``) when it is first used. ``n_jobs``: the
+    folds fitted in that many processes (each fold's fit is the same; only its BLAS thread count
+    differs, which can move a float in its last bits).
+
+    Raises ``ValueError`` when the data cannot support a probe: fewer than 2 distinct values,
+    fewer than 2 subjects, mismatched lengths, non-finite features, or a training fold that
+    would hold a single value (too few subjects per value).
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown probe model {model!r}; known: {', '.join(MODELS)}")
+    d = _probe_data(X, labels, groups, folds, seed)
+    fit_args = (model, C, max_iter, tol, seed, hidden, alpha)
+    preds = _run_folds([(d.X, d.y, tr, te, fit_args) for tr, te in d.splits], n_jobs)
+    return _probe_from_folds(d, preds, fit_args, refit)
 
 
 def probe_shift(probe: ValueProbe, X_post: Any, new_values: Any, old_values: Any) -> dict[str, Any]:
@@ -550,7 +605,7 @@ def _template_sets(n_templates: int, focus: set[int] | None) -> list[tuple[int, 
 def validate_probes(
     adapter, *, seed: int = 0, judge=None, records: Sequence | None = None, categories: Sequence[str] | None = None,
     readers: Sequence[str] = READERS, models: Sequence[str] = MODELS, focus: Mapping[str, set[int]] | None = None,
-    folds: int = 5, batch_size: int = 128, conditioning: list | None = None,
+    folds: int = 5, batch_size: int = 128, conditioning: list | None = None, n_jobs: int | None = None,
 ) -> ProbeValidation:
     """Fit every probe of the adapter's world and validate it against the generator.
 
@@ -564,7 +619,8 @@ def validate_probes(
 
     ``judge`` given: :func:`generator_accuracy` over ``records`` (default ``adapter.records()``) and
     ``validated = cv_mean >= min(a_gen(image-seen), 0.9)``; without it ``validated`` is None.
-    ``conditioning``: a :func:`record_templates` result to reuse (else recorded now).
+    ``conditioning``: a :func:`record_templates` result to reuse (else recorded now). ``n_jobs``:
+    processes the folds of all probes are fitted in (default :func:`default_jobs`; 1: in this one).
     """
     table = adapter.subject_values()
     if table is None:
@@ -616,10 +672,13 @@ def validate_probes(
         return features[(tset, name)]
 
     probes: dict[str, list[ValueProbe]] = {}
-    fitted: dict[tuple, ValueProbe] = {}
     skipped: dict[str, list[str]] = {}
     bars: dict[str, float | None] = {}
     chance: dict[str, float] = {}
+    fit_args = ("linear", LINEAR_C, 2000, LINEAR_TOL, seed, 64, 1.0)
+    # first every probe's rows and folds, then every fold of every probe in one parallel map, then the probes
+    data: dict[tuple, _ProbeData] = {}  # a fallen-back ``subject`` reads what ``slots`` reads: one fit for both
+    planned: list[tuple] = []  # (category, template set, reader, model, key, split column)
     for cat in cats:
         y1 = np.asarray([table[s][cat] for s in subjects]).astype(str)
         _, counts = np.unique(y1, return_counts=True)
@@ -630,20 +689,28 @@ def validate_probes(
             for name in readers:
                 reader, X = reader_matrix(tset, name)
                 for model in models:
-                    # a fallen-back ``subject`` reads what ``slots`` reads: fit once, report under both names
                     key = (cat, tset, reader.mode, reader.k, model)
                     try:
-                        p = (replace(fitted[key]) if key in fitted
-                             else fit_value_probes(X, y, g, folds=folds, seed=seed, model=model, C=LINEAR_C,
-                                                  tol=LINEAR_TOL, refit=False))
+                        if model not in MODELS:
+                            raise ValueError(f"unknown probe model {model!r}; known: {', '.join(MODELS)}")
+                        if key not in data:
+                            data[key] = _probe_data(X, y, g, folds, seed)
                     except ValueError as e:
                         skipped.setdefault(cat, []).append(f"{name}/{model}/templates {list(tset)}: {e}")
                         continue
-                    fitted[key] = p
-                    p.category, p.reader, p.templates = cat, reader, tset
-                    p.cv_by_split = {s: float(np.mean(p.oof[sp == s] == y[sp == s])) for s in np.unique(sp) if s}
-                    p.validated = None if bars[cat] is None else bool(p.cv_mean >= bars[cat])
-                    probes.setdefault(cat, []).append(p)
+                    planned.append((cat, tset, reader, model, key, sp))
+    keys = list(data)
+    tasks = [(data[k].X, data[k].y, tr, te, (k[-1], *fit_args[1:])) for k in keys for tr, te in data[k].splits]
+    preds = iter(_run_folds(tasks, default_jobs() if n_jobs is None else n_jobs))
+    fitted = {k: _probe_from_folds(data[k], [next(preds) for _ in data[k].splits], (k[-1], *fit_args[1:]), refit=False)
+              for k in keys}
+    for cat, tset, reader, model, key, sp in planned:
+        p = replace(fitted[key])
+        y = data[key].y
+        p.category, p.reader, p.templates = cat, reader, tset
+        p.cv_by_split = {s: float(np.mean(p.oof[sp == s] == y[sp == s])) for s in np.unique(sp) if s}
+        p.validated = None if bars[cat] is None else bool(p.cv_mean >= bars[cat])
+        probes.setdefault(cat, []).append(p)
     seconds["fit"] = time.perf_counter() - t0
     seconds["fit_cpu"] = time.process_time() - cpu0  # this process's CPU time: the wall time on a free core
     return ProbeValidation(names, probes, skipped, generator, bars, seconds, chance)
