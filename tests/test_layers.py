@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "unike_interp"
 
 #: Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    {"__init__", "conditioning", "devices", "provenance"},   # the ground floor: generic types and helpers
+    {"__init__", "conditioning", "devices", "progress", "provenance"},   # the ground floor: generic types and helpers
     {"data"}, {"world"}, {"models"}, {"editing"}, {"judges"}, {"bench"}, {"interp"},
-    {"cli", "demo", "__main__"},                             # the applications
+    {"cli", "demo", "results", "__main__"},                  # the applications and the results API
 ]
 #: SynthWorld itself (its world and its data); only these modules may import it.
 SYNTHWORLD = ("unike_interp.world", "unike_interp.data.synthworld")

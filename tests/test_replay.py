@@ -93,6 +93,32 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
         pre = store.read(cid, "pre", "direct")
         assert any(not np.array_equal(pre[n], got[n]) for n in got if n.startswith("text."))  # the edit is there
 
+    # the same run as data: DataFrames joined on case id, activations as a labelled array
+    from unike_interp.results import activations, load_run
+
+    res = load_run(run)
+    entries = folder.case_entries()
+    assert len(res.cases) == sum(len(e.stages) for e in entries.values()) and len(res.points) == 2
+    for cid, e in entries.items():
+        row = res.cases[(res.cases.case_id == cid) & (res.cases.stage == "stage_1")].iloc[0]
+        assert row.direct_success == e.succeeded("stage_1", "direct")
+        assert row.reasoning_success == e.succeeded("stage_1", "reasoning_image")
+        assert (row.old, row.new) == (e.stages["stage_1"]["pre"]["vqa_gt"]["target"],
+                                      e.stages["stage_1"]["pre"]["vqa_target"]["target"])
+    joined = res.joined.set_index("case_id")
+    assert len(joined) == 4
+    for cid, vals in stats["per_case"].items():
+        assert joined.loc[cid, "edit_strength"] == pytest.approx(vals["edit_strength"], nan_ok=True)
+    overall = res.table[(res.table.table == "main") & (res.table.row == "overall") & (res.table.metric == "vqa_direct")]
+    assert overall.n.iloc[0] == 4 and overall.k.iloc[0] == sum(e.succeeded("stage_1", "direct") for e in entries.values())
+    da = activations(run, "cond.tensor")
+    assert da.dims == ("case", "state", "position", "channel") and da.sizes["case"] == 4
+    cid = str(da.case.values[0])
+    want = store.read(cid, "post", "direct")["cond.tensor"]
+    np.testing.assert_array_equal(da.sel(case=cid, state="post").values[:want.shape[0], :want.shape[1]], want)
+    with pytest.raises(KeyError, match="no site 'nope'"):
+        activations(run, "nope")
+
     # a stored delta that is not the judged one is refused, naming the file
     ref = points[0].delta
     tampered = folder.load_delta(ref)

@@ -132,6 +132,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from .bench.edit_run import edit_from_spec, format_edit_result
 
     spec = spec_from_args("edit", args)
+    if note := spec.protocol_note():
+        print(f"note: {note}")
     result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=not args.no_progress,
                             echo=lambda s: None)
     print(format_edit_result(result))
@@ -165,11 +167,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .bench.aggregate import render_markdown, report
+    from .bench.aggregate import render_markdown, render_side_by_side, report
 
-    table = report(args.run)
-    print(render_markdown(table))
-    return _finish(args, table)
+    tables = {}
+    for run in args.runs:
+        label = Path(run).name or str(run)
+        while label in tables:  # two folders of the same name: tell them apart by their parents
+            label = f"{Path(run).resolve().parent.name}/{label}"
+        tables[label] = report(run)
+    for run, table in zip(args.runs, tables.values()):
+        if len(args.runs) == 1:
+            print(render_markdown(table))
+        print(f"tables re-rendered: {Path(run) / 'table.md'} (and table.csv, table.json)")
+    if len(args.runs) > 1:
+        print()
+        print(render_side_by_side(tables))
+    return _finish(args, tables[next(iter(tables))] if len(args.runs) == 1 else tables)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -280,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(data_sub, "synth", cmd_data_synth, "write SynthWorld's records as UniKE.json", "seed")
     p.add_argument("--out", required=True, help="output JSON path")
     p.add_argument("--subjects", type=int, default=324, help="number of subjects (one record each)")
-    p.add_argument("--text-only-fraction", type=float, default=0.2)
+    p.add_argument("--text-only-fraction", type=float, default=0.2,
+                   help="share of subjects whose images the generator never sees (text-only split)")
     p.add_argument("--world-out", help="also write the world description (subjects, facts, split) here")
 
     world = sub.add_parser("world", help="SynthWorld: renders and its trained models")
@@ -336,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(p, "analyze")
 
     add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")
-    p = add(sub, "report", cmd_report, "re-render a benchmark run's tables from its ledger")
-    p.add_argument("run", help="a run folder written by `unike bench`")
+    p = add(sub, "report", cmd_report, "re-render benchmark runs' tables from their ledgers; with several runs, "
+                                       "also one table of them side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `unike bench`")
 
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld", "seed", "world", "device", "no_progress")
     p.add_argument("--out", default="runs/demo", help="output folder")
@@ -358,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args([target, "--help"])
         parser.print_help()
         return EXIT_USAGE
+    if getattr(args, "no_progress", False):
+        from .progress import quiet_third_party_bars
+
+        quiet_third_party_bars()
     try:
         return int(args.func(args))
     except CLIError as exc:

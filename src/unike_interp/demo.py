@@ -102,20 +102,15 @@ def _bench(out: Path, *, world, device, seed, models, editor, cases, progress, e
     summary = demo_summary(tables)
     (out / "bench" / "summary.md").write_text(summary, encoding="utf-8")
     echo(summary)
+    echo(f"results: {out / 'bench' / 'summary.md'} (this table); each model's run folder "
+         f"{out / 'bench'}/<model>-{editor}/ holds table.md, ledger.jsonl and images/<case>/; "
+         f"look at a run's images with `unike report {out / 'bench' / (models[0] + '-' + editor)}` "
+         f"and explain it with `unike analyze --run` on the same folder")
     return {m: {"overall": t["main"].get("overall"), "locality": t["locality"]} for m, t in tables.items()}
 
 
 def demo_summary(tables: dict) -> str:
     """One line per model: overall stage-1 rates and locality, the cross-variant comparison."""
-    def pct(d):
-        return "-" if not d or d.get("rate") is None else f"{100 * d['rate']:.1f} [{100 * d['ci'][0]:.1f}, {100 * d['ci'][1]:.1f}]"
+    from .bench.aggregate import render_side_by_side
 
-    head = ["Model", "Editor", "n", "Eff.", "Reason.", "VQA Direct", "VQA Reasoning", "Pre-edit VQA",
-            "Text locality", "Image locality"]
-    lines = ["Overall, stage 1, rates in % [95% CI]:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for model, t in tables.items():
-        o = t["main"].get("overall", {})
-        lines.append(f"| {model} | {t['editor']} | {o.get('n', 0)} | " + " | ".join(
-            pct(o.get(k)) for k in ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa"))
-            + f" | {pct(t['locality']['text'])} | {pct(t['locality']['image'])} |")
-    return "\n".join(lines) + "\n"
+    return render_side_by_side(tables)

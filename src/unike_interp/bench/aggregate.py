@@ -265,3 +265,19 @@ def report(run_dir: str | Path) -> dict:
     t = build_table(folder.entries(), folder.resolved())
     write_tables(t, folder.path)
     return t
+
+
+def render_side_by_side(tables: dict) -> str:
+    """Runs side by side (``tables``: label -> table): overall stage-1 rates and locality, one line each."""
+    def pct(d):
+        return "-" if not d or d.get("rate") is None else f"{100 * d['rate']:.1f} [{100 * d['ci'][0]:.1f}, {100 * d['ci'][1]:.1f}]"
+
+    head = ["Run", "Editor", "n", "Eff.", "Reason.", "VQA Direct", "VQA Reasoning", "Pre-edit VQA",
+            "Text locality", "Image locality"]
+    lines = ["Overall, stage 1, rates in % [95% CI]:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, t in tables.items():
+        o = t["main"].get("overall", {})
+        lines.append(f"| {model} | {t['editor']} | {o.get('n', 0)} | " + " | ".join(
+            pct(o.get(k)) for k in ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa"))
+            + f" | {pct(t['locality']['text'])} | {pct(t['locality']['image'])} |")
+    return "\n".join(lines) + "\n"

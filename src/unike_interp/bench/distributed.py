@@ -324,6 +324,8 @@ def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, 
          f"batch(es)); {len(todo)} batch(es) to run on {cluster.workers} worker(s)"
          + (f", {len(done_cases)} cases already in the ledger" if done_cases else "")
          + ("; a sequential run is one chain of edits and runs whole on one worker" if sequential else ""))
+    if note := spec.protocol_note():
+        echo(f"[bench] note: {note}")
     # the other actors load the model now and read the statistics once the first has cached them
     for _ in range(min(cluster.workers, len(jobs)) - 1):
         pool.start(warm=False)

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..progress import step as progress_step
 from .edit_run import peak_memory_mb
 from .entries import CaseEntry, PointEntry
 from .matching import states_value
@@ -56,8 +57,9 @@ class _Measure:
     def __init__(self, adapter, judge, config: RunSpec):
         self.adapter, self.judge, self.config = adapter, judge, config
 
-    def images(self, prompts: Sequence[str | None]) -> tuple[list[np.ndarray | None], list[str | None]]:
-        """One image per prompt (None prompt -> not generated); errors per prompt, never raised."""
+    def images(self, prompts: Sequence[str | None], share: float = 0.0) -> tuple[list[np.ndarray | None], list[str | None]]:
+        """One image per prompt (None prompt -> not generated); errors per prompt, never raised.
+        ``share``: the fraction of the open progress phase these images are (the bar moves per chunk)."""
         imgs: list[np.ndarray | None] = [None] * len(prompts)
         errs: list[str | None] = [None] * len(prompts)
         idx = [i for i, p in enumerate(prompts) if p is not None]
@@ -72,6 +74,7 @@ class _Measure:
             except Exception as exc:  # a failed generation is a result: counted, never dropped
                 for i in chunk:
                     errs[i] = f"generation failed: {type(exc).__name__}: {exc}"
+            progress_step(share * len(chunk) / len(idx))
         return imgs, errs
 
     def judge_all(self, images, cases, stages, targets) -> list[dict | None]:
@@ -101,7 +104,7 @@ def measure_pre(m: _Measure, cases) -> dict[tuple[str, str], dict]:
     items = _items(cases)
     cs = edit_clozes(cases)
     sc = cloze_scores(m.adapter, cs, full=False)
-    imgs, errs = m.images([st.image_prompt for _, _, st in items])
+    imgs, errs = m.images([st.image_prompt for _, _, st in items], share=0.9)
     recs = [r for r, _, _ in items]
     stages = [n for _, n, _ in items]
     v_gt = m.judge_all(imgs, recs, stages, [st.gt for _, _, st in items])
@@ -122,9 +125,10 @@ def measure_post(m: _Measure, cases) -> dict[tuple[str, str], dict]:
     sc = cloze_scores(m.adapter, cs, full=m.config.full_match)
     requests = [reasoning_request(m.adapter, st.image_prompt, r.subject, r.category) for r, _, st in items]
     texts = m.adapter.generate_text(requests, max_new_tokens=m.config.reasoning_tokens) if items else []
+    progress_step(0.15)
     composed = [compose(m.config.compose, t, st.image_prompt) for t, (_, _, st) in zip(texts, items)]
-    d_imgs, d_errs = m.images([st.image_prompt for _, _, st in items])
-    r_imgs, r_errs = m.images([c.prompt for c in composed])
+    d_imgs, d_errs = m.images([st.image_prompt for _, _, st in items], share=0.35)
+    r_imgs, r_errs = m.images([c.prompt for c in composed], share=0.35)
     recs = [r for r, _, _ in items]
     stages = [n for _, n, _ in items]
     targets = [st.gt_target for _, _, st in items]
@@ -338,6 +342,8 @@ def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progr
     done_cases, done_points = folder.check_done(ledger, plan.resolved["case_ids"])
 
     t_start = time.perf_counter()
+    if note := spec.protocol_note():
+        echo(f"[bench] note: {note}")
     todo = plan.todo(done_cases, done_points)
     if not todo:
         echo(f"[bench] every case is already in {folder.ledger_path}; rendering the table")

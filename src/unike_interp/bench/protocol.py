@@ -219,35 +219,48 @@ def run_protocol(adapter, source: EditSource, batches: Sequence[list], protocol:
     ``before(k, batch)`` runs on the unedited model before batch ``k`` is edited (single / batch),
     or once as ``before(None, all cases)`` before a sequence starts. ``todo``: the batch indices to
     run (single / batch; default all); a sequence always runs whole. The model is the unedited one
-    again when this returns or raises.
+    again when this returns or raises. ``progress``: one bar counting the cases run, with an ETA
+    (:class:`~unike_interp.progress.CaseProgress`: ``before`` is each case's ``pre`` phase, the
+    edit its ``edit`` phase, ``at_point`` its ``post`` phase).
     """
-    from tqdm.auto import tqdm
+    from ..progress import CaseProgress
 
     batches = [list(b) for b in batches]
     desc = desc or f"{source.name} {protocol.kind}"
     source.prepare(adapter)
     if protocol.sequential:
         points = set(protocol.points(len(batches)))
-        if before is not None:
-            before(None, [r for b in batches for r in b])
-        source.begin(adapter)
-        try:
-            for k, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress)):
-                source.edit(adapter, k, batch)
-                if k in points:
-                    at_point(source.checkpoint(adapter, k, batch, protocol.edited(batches, k)))
-        finally:
-            source.end(adapter)
+        everyone = [r for b in batches for r in b]
+        with CaseProgress(len(everyone), desc, progress) as bar:
+            if before is not None:
+                with bar.phase("pre", len(everyone)):
+                    before(None, everyone)
+            source.begin(adapter)
+            try:
+                for k, batch in enumerate(batches):
+                    with bar.phase("edit", len(batch)):
+                        source.edit(adapter, k, batch)
+                    if k in points:
+                        edited = protocol.edited(batches, k)
+                        # the post phase of every case edited so far, less what earlier points counted
+                        counted = sum(len(batches[j]) for j in points if j < k)
+                        with bar.phase("post", len(edited) - counted):
+                            at_point(source.checkpoint(adapter, k, batch, edited))
+            finally:
+                source.end(adapter)
         return
     ks = list(range(len(batches))) if todo is None else list(todo)
-    unit = "batch" if any(len(b) > 1 for b in batches) else "edit"
-    for k in tqdm(ks, desc=desc, unit=unit, disable=not progress):
-        batch = batches[k]
-        if before is not None:
-            before(k, batch)
-        source.begin(adapter)
-        try:
-            source.edit(adapter, k, batch)
-            at_point(source.checkpoint(adapter, k, batch, batch))
-        finally:
-            source.end(adapter)
+    with CaseProgress(sum(len(batches[k]) for k in ks), desc, progress) as bar:
+        for k in ks:
+            batch = batches[k]
+            if before is not None:
+                with bar.phase("pre", len(batch)):
+                    before(k, batch)
+            source.begin(adapter)
+            try:
+                with bar.phase("edit", len(batch)):
+                    source.edit(adapter, k, batch)
+                with bar.phase("post", len(batch)):
+                    at_point(source.checkpoint(adapter, k, batch, batch))
+            finally:
+                source.end(adapter)

@@ -42,8 +42,9 @@ class RunSpec:
 
     model: str = _opt("toy-direct", "a model name (`unike models` lists them)", ("--model",))
     editor: str = _opt("memit", "rome, memit, pmet, alphaedit or ft", ("--editor",))
-    protocol: str = _opt("batch", "edit one case at a time, a batch at a time, or batches in sequence",
-                         ("--protocol",), choices=PROTOCOLS)
+    protocol: str | None = _opt(None, "edit one case at a time, a batch at a time, or batches in sequence (unset: "
+                                      "the editor's own: rome and ft single, memit and pmet batch, alphaedit "
+                                      "sequential)", ("--protocol",), choices=PROTOCOLS)
     batch_size: int | None = _opt(None, "cases per edit (batch/sequential; unset: all cases at once)", ("--batch-size",),
                                   type=int)
     eval_each_batch: bool = _opt(False, "sequential: evaluate after every batch (unike edit)", ("--eval-each-batch",),
@@ -85,6 +86,11 @@ class RunSpec:
                                     "--no-store-deltas: keep none)", ("--no-store-deltas",), _RUN)
 
     def __post_init__(self) -> None:
+        if self.protocol is None:
+            from ..editing.registry import EDITORS
+
+            editor = EDITORS.get(str(self.editor).lower())
+            self.protocol = editor.protocol if editor is not None else "batch"
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.compose not in COMPOSE_MODES:
@@ -107,6 +113,17 @@ class RunSpec:
 
     def replace(self, **changes) -> "RunSpec":
         return dataclasses.replace(self, **changes)
+
+    def protocol_note(self) -> str | None:
+        """A warning where the protocol does not fit the editor (None where it does)."""
+        from ..editing.registry import EDITORS
+
+        editor = EDITORS.get(str(self.editor).lower())
+        if editor is not None and editor.one_fact_at_a_time and self.protocol != "single":
+            return (f"{editor.name} edits one fact at a time: under the {self.protocol} protocol the edits of each batch "
+                    f"are applied one after another (each on the last), then evaluated together; "
+                    f"--protocol single evaluates each edit alone")
+        return None
 
     @property
     def edit_batch_size(self) -> int | None:
@@ -145,7 +162,7 @@ class RunSpec:
 
 #: Defaults a command changes (``unike edit`` measures ROME one case at a time, on more probes).
 COMMAND_DEFAULTS = {
-    EDIT: {"editor": "rome", "protocol": "single", "text_locality_probes": 256},
+    EDIT: {"editor": "rome", "text_locality_probes": 256},
     BENCH: {},
     ANALYZE: {},
 }
@@ -207,7 +224,8 @@ def spec_flags(command: str) -> list[SpecFlag]:
 
 def command_defaults(command: str) -> dict:
     """Every field's default for ``command`` (RunSpec's, changed by :data:`COMMAND_DEFAULTS`)."""
-    base = {f.name: getattr(RunSpec(), f.name) for f in dataclasses.fields(RunSpec)}
+    base = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            for f in dataclasses.fields(RunSpec)}  # the declared defaults (unset stays unset: resolved per spec)
     return {**base, **COMMAND_DEFAULTS[command]}
 
 

@@ -23,6 +23,7 @@ from .stats import cached_nullspace_projector
 
 class AlphaEdit(MEMIT):
     name = "alphaedit"
+    protocol = "sequential"
 
     def _prepare(self, adapter) -> None:
         # the projector belongs to the unedited model; K_p grows with the edits of a sequence

@@ -57,6 +57,10 @@ class Editor(ABC):
     name: str = "editor"
     #: Whether the editor takes the conditioning objective (``modality_aware=true``, editing/modality.py).
     supports_modality: bool = False
+    #: The protocol a run uses when none is given (the one the method was published for).
+    protocol: str = "batch"
+    #: Whether the method edits one fact at a time (given a batch, it applies its requests one after another).
+    one_fact_at_a_time: bool = False
 
     def __init__(self, hparams: EditHParams | None = None, *, stats_cache: StatsCache | None = None,
                  stats_corpus: Sequence[str] | None = None, progress: bool = False):

@@ -16,6 +16,7 @@ from .batching import make_batch, target_count, target_logprob
 
 class FT(Editor):
     name = "ft"
+    protocol = "single"
 
     def _edit(self, adapter, requests) -> dict:
         lm = adapter.lm

@@ -23,6 +23,8 @@ from .targets import mean_at_subject, optimize_targets
 
 class ROME(Editor):
     name = "rome"
+    protocol = "single"
+    one_fact_at_a_time = True
 
     def layers(self, adapter) -> list[int]:
         if self.hp.layer is not None:

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from ..progress import step as progress_step
 from .batching import make_batch, target_count, target_logprob
 from .hooks import add_at, capture_at
 from .requests import EditRequest
@@ -55,8 +56,10 @@ def _rows(requests: Sequence[EditRequest], prefixes: Sequence[str]):
 
 def optimize_targets(adapter, requests: Sequence[EditRequest], sites: Sequence[str], prefixes: Sequence[str], hp) -> Targets:
     """Optimise one vector per request and site (module paths in ``adapter.lm``); see module doc."""
-    chunks = [optimize_chunk(adapter, requests[i:i + hp.target_batch], sites, prefixes, hp)
-              for i in range(0, len(requests), hp.target_batch)]
+    chunks = []
+    for i in range(0, len(requests), hp.target_batch):
+        chunks.append(optimize_chunk(adapter, requests[i:i + hp.target_batch], sites, prefixes, hp))
+        progress_step(0.9 * len(chunks[-1].target_nll) / len(requests))  # the optimisation is most of an edit
     return Targets(
         base={s: torch.cat([c.base[s] for c in chunks]) for s in sites},
         delta={s: torch.cat([c.delta[s] for c in chunks]) for s in sites},

@@ -200,7 +200,7 @@ def load_model(
     name: str,
     *,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     world_dir: str | Path | None = None,
     pipeline_kwargs: dict | None = None,
     device_map: str | dict | None = None,
@@ -212,7 +212,13 @@ def load_model(
     call of a diffusers pipeline (``<preset>:<path>``; e.g. image size). ``device_map``: accelerate's
     placement of a real model's language model (e.g. ``"auto"``) when it does not fit one device.
     ``trust_remote_code``: run the model code shipped in a checkpoint folder (Ovis-U1 only; off by default).
+    ``device`` and ``dtype`` take the CLI's names too (``"auto"``, ``"cuda:1"``; ``"bfloat16"``, ``"bf16"``).
+    The model is loaded for inference: every module in eval mode, no parameter requiring a gradient
+    (an editor that needs one turns it on for its own step and back off).
     """
+    from ..devices import resolve_device, resolve_dtype
+
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
     options = {"world_dir": world_dir, "pipeline_kwargs": pipeline_kwargs, "device_map": device_map,
                "trust_remote_code": trust_remote_code or None}
     given = {k for k, v in options.items() if v is not None and v != {}}
@@ -231,7 +237,22 @@ def load_model(
     chosen = {k: options[k] for k in family.options}
     if "trust_remote_code" in chosen:
         chosen["trust_remote_code"] = bool(trust_remote_code)
-    return family.load(name=name, device=device, dtype=dtype, **where, **chosen)
+    return for_inference(family.load(name=name, device=device, dtype=dtype, **where, **chosen))
+
+
+def for_inference(adapter):
+    """Every torch module the adapter holds (directly, or as a pipeline's component) in eval mode with
+    ``requires_grad=False``: a hidden state saved from it carries no autograd graph."""
+    seen: set[int] = set()
+    for value in vars(adapter).values():
+        modules = [value] if isinstance(value, torch.nn.Module) else [
+            c for c in (getattr(value, "components", None) or {}).values() if isinstance(c, torch.nn.Module)]
+        for m in modules:
+            if id(m) not in seen:
+                seen.add(id(m))
+                m.eval()
+                m.requires_grad_(False)
+    return adapter
 
 
 def format_requirements(models: dict[str, dict]) -> str:

@@ -1,0 +1,149 @@
+"""A run's results as data: pandas DataFrames joined on case id, activations as labelled arrays.
+
+    >>> from unike_interp.results import load_run
+    >>> run = load_run("runs/demo/bench/toy-direct-memit")
+    >>> run.cases.groupby("category")["direct_success"].mean()        # one row per case x stage
+    >>> run.joined[["edit_strength", "direct_success"]].corr()       # stage 1 + the analysis' statistics
+
+:func:`load_run` reads only the run folder (``ledger.jsonl``, ``table.json``, and
+``analysis/stats.json`` where ``unike analyze`` has run); nothing is recomputed.
+:func:`activations` reads ``analysis/activations.h5`` as an ``xarray.DataArray`` (the optional
+extra ``pip install 'unike-interp[xarray]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bench.run_folder import RunFolder
+
+#: Post-edit images of a stage and their column prefix.
+_IMAGES = {"direct": "direct", "reasoning_image": "reasoning"}
+
+
+@dataclass
+class RunResults:
+    """``table``: the summary table's rows (``table.csv``); ``cases``: one row per case and stage;
+    ``stats``: one row per analysed case (empty before ``unike analyze``); ``points``: one row per
+    evaluation point; ``path``: the run folder."""
+
+    path: Path
+    table: "pd.DataFrame"  # noqa: F821
+    cases: "pd.DataFrame"  # noqa: F821
+    stats: "pd.DataFrame"  # noqa: F821
+    points: "pd.DataFrame"  # noqa: F821
+
+    @property
+    def joined(self) -> "pd.DataFrame":  # noqa: F821
+        """Stage 1 of every case with its per-case statistics (left join on ``case_id``)."""
+        stage1 = self.cases[self.cases["stage"] == "stage_1"]
+        if self.stats.empty:
+            return stage1.reset_index(drop=True)
+        return stage1.merge(self.stats, on="case_id", how="left", suffixes=("", "_stats")).reset_index(drop=True)
+
+
+def _verdict_columns(prefix: str, v: dict | None) -> dict:
+    v = v or {}
+    return {f"{prefix}_verdict": v.get("verdict"), f"{prefix}_predicted": v.get("predicted"),
+            f"{prefix}_confidence": v.get("confidence"), f"{prefix}_judge_error": v.get("error")}
+
+
+def case_rows(entries) -> list[dict]:
+    """One flat dict per case and stage of the ledger's case entries (the columns of :attr:`RunResults.cases`)."""
+    rows = []
+    for e in entries:
+        if getattr(e, "type", None) != "case":
+            continue
+        for stage, st in e.stages.items():
+            pre, post, rs = st.get("pre") or {}, st.get("post") or {}, st.get("reasoning") or {}
+            row = {"case_id": e.case_id, "stage": stage, "subject": e.subject, "category": e.category,
+                   "source": e.source, "split": e.split, "batch": e.batch, "guard_error": e.guard_error,
+                   "old": (pre.get("vqa_gt") or {}).get("target"), "new": (pre.get("vqa_target") or {}).get("target"),
+                   "pre_top1_new": pre.get("top1_new"), "pre_top1_old": pre.get("top1_old"),
+                   "pre_image": pre.get("image"), "pre_generation_error": pre.get("generation_error"),
+                   **_verdict_columns("pre_vqa_old", pre.get("vqa_gt")),
+                   **_verdict_columns("pre_vqa_new", pre.get("vqa_target")),
+                   "post_top1_new": post.get("top1_new"), "post_top1_old": post.get("top1_old"),
+                   "post_p_new_gt_old": post.get("p_new_gt_old"), "post_full_new": post.get("full_new"),
+                   "reasoning_text": rs.get("text"), "reasoning_caption": rs.get("caption"),
+                   "reasoning_prompt": rs.get("prompt"), "reasoning_failure": rs.get("failure"),
+                   "reasoning_states_new": rs.get("states_target"), "reasoning_states_old": rs.get("states_old")}
+            for key, prefix in _IMAGES.items():
+                im = st.get(key) or {}
+                row[f"{prefix}_image"] = im.get("image")
+                row[f"{prefix}_generation_error"] = im.get("generation_error")
+                row.update(_verdict_columns(prefix, im.get("vqa")))
+                row[f"{prefix}_success"] = (im.get("vqa") or {}).get("verdict") is True if im else None
+            rows.append(row)
+    return rows
+
+
+def load_run(path: str | Path) -> RunResults:
+    """A benchmark run folder's results as DataFrames (see :class:`RunResults`)."""
+    import pandas as pd
+
+    folder = RunFolder(path).require()
+    entries = folder.entries()
+    cases = pd.DataFrame(case_rows(entries))
+    points = pd.DataFrame([{"point": e.batch, "cases": len(e.cases), "case_ids": list(e.cases),
+                            "text_locality_unchanged": float(np.mean([p["unchanged"] for p in e.text_locality]))
+                            if e.text_locality else None,
+                            "image_locality_probes": len(e.image_locality),
+                            "delta": e.delta.path if e.delta else None}
+                           for e in entries if getattr(e, "type", None) == "point"])
+    table_csv = folder.table_path("csv")
+    table = pd.read_csv(table_csv) if table_csv.exists() else pd.DataFrame()
+    stats_path = RunFolder.analysis_file(folder.analysis_dir, "stats")
+    stats = pd.DataFrame()
+    if stats_path.exists():
+        per_case = json.loads(stats_path.read_text(encoding="utf-8")).get("per_case") or {}
+        stats = pd.DataFrame([{"case_id": cid, **{k: v for k, v in vals.items() if not isinstance(v, (dict, list))}}
+                              for cid, vals in per_case.items()])
+    return RunResults(folder.path, table, cases, stats, points)
+
+
+def activations(path: str | Path, site: str, *, kind: str = "direct", states=("pre", "post")):
+    """One recorded site of every analysed case as an ``xarray.DataArray``.
+
+    Dimensions ``(case, state, position, channel)``: ``position`` counts the site's positions (the
+    prompt's tokens on the text pathway, the conditioning's slots on the other), padded with NaN
+    to the longest case; coordinates ``case`` (case ids), ``state``, and ``prompt_kind`` (``kind``:
+    direct, reasoning, ref_old or ref_new) as an attribute with the site's name. ``path``: a run
+    folder (its ``analysis/activations.h5``) or the HDF5 file itself.
+    """
+    try:
+        import xarray as xr
+    except ImportError:
+        raise ImportError("labelled activations need xarray: pip install 'unike-interp[xarray]'") from None
+    from .interp.store import ActivationStore
+
+    path = Path(path)
+    h5 = path if path.suffix == ".h5" else RunFolder.analysis_file(RunFolder(path).analysis_dir, "activations")
+    if not h5.exists():
+        raise FileNotFoundError(f"{h5}: no recorded activations (run `unike analyze --run {path}` first)")
+    store = ActivationStore(h5)
+    ids = sorted(cid for cid, _ in store.iter_cases())
+    arrays: list[list[np.ndarray]] = []
+    for cid in ids:
+        row = []
+        for state in states:
+            acts = store.read(cid, state, kind)
+            if site not in acts:
+                known = sorted(k for k in acts if not k.startswith("_"))
+                raise KeyError(f"{h5}: no site {site!r} recorded; recorded: {', '.join(known)}")
+            a = np.asarray(acts[site], dtype=np.float32)
+            row.append(a.reshape(1, -1) if a.ndim == 1 else a.reshape(a.shape[0], -1))
+        arrays.append(row)
+    n_pos = max((a.shape[0] for row in arrays for a in row), default=0)
+    n_ch = max((a.shape[1] for row in arrays for a in row), default=0)
+    data = np.full((len(ids), len(states), n_pos, n_ch), np.nan, dtype=np.float32)
+    for i, row in enumerate(arrays):
+        for j, a in enumerate(row):
+            data[i, j, :a.shape[0], :a.shape[1]] = a
+    return xr.DataArray(data, dims=("case", "state", "position", "channel"),
+                        coords={"case": ids, "state": list(states)}, name=site,
+                        attrs={"prompt_kind": kind, "site": site, "file": str(h5)})
