@@ -79,6 +79,11 @@ class RaisingJudge(Judge):
         raise ConnectionError("judge offline")
 
 
+def o_target_errors(t):
+    """The stage-1 column of the pre-edit judgement against the new value, its judge errors."""
+    return t["main"]["overall"]["pre_vqa_target"]["judge_errors"]
+
+
 def test_failures_are_counted_not_dropped(adapter, cache_dir, tmp_path, monkeypatch):
     real = adapter.generate_images
 
@@ -100,8 +105,13 @@ def test_failures_are_counted_not_dropped(adapter, cache_dir, tmp_path, monkeypa
     assert gen_failed == (len(stages) if has_flag else 0)
     # every judged image became a judge error; none vanished from a denominator
     judged = sum(s[k]["vqa"] is not None for s in stages for k in ("direct", "reasoning_image"))
-    judged += sum(s["pre"]["vqa_gt"] is not None for s in stages)
-    assert t["counts"]["judge_errors"] == judged
+    judged += sum(s["pre"][k] is not None for s in stages for k in ("vqa_gt", "vqa_target"))
+    assert t["counts"]["judge_errors"] == judged  # the pre-edit judgement against the new value too
+    by = t["counts"]["judge_errors_by_judgement"]
+    assert by["pre_vqa_target"] == sum(s["pre"]["vqa_target"] is not None for s in stages)
+    assert sum(by.values()) == judged
+    assert o_target_errors(t) == sum(e["stages"]["stage_1"]["pre"]["vqa_target"] is not None
+                                     for e in entries if e["type"] == "case")  # stage 1's column
     o = t["main"]["overall"]
     assert o["vqa_direct"]["rate"] == 0.0 and o["vqa_direct"]["n"] == t["main"]["overall"]["n"]
     assert o["vqa_direct"]["judge_errors"] + o["vqa_direct"]["failures"] == o["n"]
@@ -146,3 +156,78 @@ def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch
     hashes = lambda run: {k: p.delta and p.delta.sha256 for k, p in RunFolder(run).point_entries().items()}  # noqa: E731
     assert hashes(out) == hashes(ref) and len(hashes(ref)) == 6 and any(hashes(ref).values())
     assert main(["report", str(out), "--json"]) == 0
+
+
+def _small_bench(out):
+    return ["bench", "--editor", "rome", "--protocol", "single", "--cases", "3", "--image-locality", "1",
+            "--text-locality", "4", "--bootstrap", "100", "--set", "stats_samples=3000", "--set", "n_prefixes=2",
+            "--out", str(out), "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def small_ref(cache_dir, tmp_path_factory):
+    """An uninterrupted small run, the reference of the full-disk tests."""
+    ref = tmp_path_factory.mktemp("ref") / "run"
+    old = os.environ.get("UNIKE_CACHE_DIR")
+    os.environ["UNIKE_CACHE_DIR"] = str(cache_dir)
+    try:
+        assert main(_small_bench(ref)) == 0
+    finally:
+        os.environ.pop("UNIKE_CACHE_DIR") if old is None else os.environ.__setitem__("UNIKE_CACHE_DIR", old)
+    return ref
+
+
+@pytest.mark.parametrize("where", ["image", "ledger", "delta"])
+def test_a_full_disk_stops_clearly_and_resume_completes(where, tmp_path, cache_dir, small_ref, monkeypatch, capsys):
+    """Writing fails with ENOSPC at a seeded random point (an image half written, a ledger line half
+    appended, or a stored delta); the run stops with one clear line, leaves no temporary file, and
+    --resume after space is freed gives the uninterrupted run's table with every case once."""
+    import errno
+    import random
+
+    from PIL import Image
+
+    from unike_interp.bench.ledger import Ledger
+    from unike_interp.editing.delta import WeightDelta
+
+    monkeypatch.setenv("UNIKE_CACHE_DIR", str(cache_dir))
+    args, ref = _small_bench, small_ref
+    ref_table = json.loads((ref / "table.json").read_text())
+    n_calls = {"image": len(list((ref / "images").rglob("*.png"))),  # writes of that kind in the run
+               "ledger": len((ref / "ledger.jsonl").read_text().splitlines()),
+               "delta": len(list((ref / "deltas").glob("*.safetensors")))}[where]
+    fail_at = random.Random(f"enospc-{where}").randrange(1, n_calls + 1)
+    calls = [0]
+
+    def full(write):
+        def patched(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == fail_at:
+                target = {"image": lambda: a[0], "ledger": lambda: self.path, "delta": lambda: None}[where]()
+                if target is not None:  # half of what was to be written reaches the disk
+                    with open(target, "ab") as f:
+                        f.write(b'{"type": "case", "case_id": "torn' if where == "ledger" else b"\x89PNG\r\n")
+                raise OSError(errno.ENOSPC, "No space left on device", str(target or "deltas"))
+            return write(self, *a, **k)
+        return patched
+
+    if where == "image":
+        monkeypatch.setattr(Image.Image, "save", full(Image.Image.save))
+    elif where == "ledger":
+        monkeypatch.setattr(Ledger, "append", full(Ledger.append))
+    else:
+        monkeypatch.setattr(WeightDelta, "save", full(WeightDelta.save))
+    out = tmp_path / "full"
+    capsys.readouterr()
+    assert main(args(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("unike: error:") == 1 and "No space left on device" in err and "--resume" in err
+    assert "Traceback" not in err
+    assert not list(out.rglob("*.tmp*")), "a temporary file was left behind"
+    monkeypatch.undo()  # space freed
+    monkeypatch.setenv("UNIKE_CACHE_DIR", str(cache_dir))
+    assert main([*args(out), "--resume"]) == 0
+    lines = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    ids = [e["case_id"] for e in lines if e["type"] == "case"]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3
+    assert json.loads((out / "table.json").read_text()) == ref_table

@@ -88,9 +88,10 @@ def _v(verdict, error=None):
     return {"verdict": verdict, "predicted": None, "confidence": None, "target": "t", "error": error}
 
 
-def _stage(eff, reason, direct, reasoning, pre, reasoning_failure=None, gen_error=None):
+def _stage(eff, reason, direct, reasoning, pre, reasoning_failure=None, gen_error=None, pre_target=None):
     return {
-        "pre": {"top1_new": False, "top1_old": True, "generation_error": None, "vqa_gt": _v(pre), "vqa_target": _v(False)},
+        "pre": {"top1_new": False, "top1_old": True, "generation_error": None, "vqa_gt": _v(pre),
+                "vqa_target": pre_target or _v(False)},
         "post": {"top1_new": eff, "top1_old": not eff, "p_new_gt_old": eff},
         "reasoning": {"states_target": reason, "failure": reasoning_failure, "text": "", "caption": None, "prompt": None},
         "direct": {"generation_error": gen_error, "vqa": None if gen_error else direct},
@@ -115,7 +116,7 @@ def _raw_entries():
                                       reasoning_failure="no caption in the reasoning"),
                     "stage_2": _stage(True, False, None, _v(False), False, gen_error="generation failed: boom")}},
         {"type": "case", "case_id": "c3", "subject": "s3", "batch": 0, "category": "location", "source": "relation", "split": "text-only",
-         "stages": {"stage_1": _stage(False, True, _v(True), _v(True), False)}},
+         "stages": {"stage_1": _stage(False, True, _v(True), _v(True), False, pre_target=_v(None, "judge timed out"))}},
         {"type": "point", "batch": 0, "cases": ["c1", "c2", "c3"],
          "text_locality": [{"kind": "other", "unchanged": True}, {"kind": "other", "unchanged": False},
                            {"kind": "neighbour", "unchanged": True}, {"kind": "same_subject", "unchanged": False}],
@@ -148,7 +149,11 @@ def test_table_by_hand():
     assert loc["text"]["k"] == 2 and loc["text"]["n"] == 3  # same-subject probes are reported apart
     assert loc["text_same_subject"]["rate"] == 0.0
     assert loc["image"]["n"] == 2 and loc["image"]["rate"] == 0.5  # only probes correct before the edit
-    assert t["counts"] == {"guard_failures": 0, "judge_errors": 1, "generation_failures": 1,
+    # the pre-edit judgement against the new value: its judge error in its column and in the totals
+    assert t["main"]["relation"]["pre_vqa_target"]["judge_errors"] == 1
+    assert t["counts"] == {"guard_failures": 0, "judge_errors": 2, "generation_failures": 1,
+                           "judge_errors_by_judgement": {"vqa_direct": 1, "vqa_reasoning": 0, "pre_vqa": 0,
+                                                         "pre_vqa_target": 1},
                            "reasoning_failures": {"no caption in the reasoning": 1}}
     for b in (color, overall):
         for m in ("eff", "reason", "vqa_direct"):

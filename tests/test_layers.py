@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "unike_interp"
 
 #: Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    {"__init__", "conditioning", "devices", "progress", "provenance"},   # the ground floor: generic types and helpers
+    {"__init__", "conditioning", "devices", "fields", "paths", "progress", "provenance"},  # the ground floor
     {"data"}, {"world"}, {"models"}, {"editing"}, {"judges"}, {"bench"}, {"interp"},
     {"cli", "demo", "results", "__main__"},                  # the applications and the results API
 ]

@@ -10,6 +10,7 @@ exits 1. The run flags of ``edit``, ``bench`` and ``analyze`` are generated from
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``unike: error:`` line (the command and where to read more)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"unike: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _emit_json(obj: Any) -> None:
@@ -38,7 +46,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .bench.distributed import RayMissing
     from .models.sites import SiteError
 
-    return KeyError, ValueError, FileNotFoundError, PermissionError, SiteError, RayMissing
+    return KeyError, ValueError, OSError, SiteError, RayMissing
 
 
 # --- unike data ------------------------------------------------------------------------------
@@ -64,6 +72,15 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from .data.io import write_unike
     from .data.synthworld import generate_world
 
+    from .paths import check_output_file
+
+    if args.subjects < 1:
+        raise CLIError(f"--subjects must be >= 1, got {args.subjects}")
+    if not 0.0 <= args.text_only_fraction < 1.0:
+        raise CLIError(f"--text-only-fraction must be in [0, 1), got {args.text_only_fraction}")
+    check_output_file(args.out)
+    if args.world_out:
+        check_output_file(args.world_out, "--world-out")
     world = generate_world(seed=args.seed, n_subjects=args.subjects, text_only_fraction=args.text_only_fraction)
     out = write_unike(world.records, args.out)
     counts = world.counts()
@@ -82,6 +99,12 @@ def cmd_world_show(args: argparse.Namespace) -> int:
     from .data.synthworld import generate_world
     from .data.synthworld.sheet import subject_sheet
 
+    from .paths import check_output_file
+
+    for flag, value in (("--subjects", args.subjects), ("--scale", args.scale)):
+        if value < 1:
+            raise CLIError(f"{flag} must be >= 1, got {value}")
+    check_output_file(args.out)
     sheet, n = subject_sheet(generate_world(seed=args.seed), args.subjects, args.scale)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +118,17 @@ def cmd_world_build(args: argparse.Namespace) -> int:
     from .bench.spec import parse_pairs
     from .world.build import build_world, make_build_config
 
+    from .paths import check_output_folder
+
     config = make_build_config(config_file=args.config, quick=args.quick, seed=args.seed, overrides=parse_pairs(args.set))
+    check_output_folder(args.out)
+    if args.pathways:
+        from .world.conditioning import PATHWAYS
+
+        known = [f"toy-{p}" for p in PATHWAYS]
+        bad = [p for p in args.pathways.split(",") if p not in known]
+        if bad:
+            raise CLIError(f"--pathways: unknown {', '.join(bad)}; known: {', '.join(known)}")
     manifest = build_world(args.out, config, device=resolve_device(args.device),
                            pathways=tuple(args.pathways.split(",")) if args.pathways else None, progress=not args.no_progress)
     print(f"world built in {args.out}: " + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items()))
@@ -107,6 +140,9 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
     from .devices import resolve_device
     from .models.synthworld import evaluate_world, format_world_eval
 
+    if args.world and not Path(args.world).is_dir():
+        raise CLIError(f"--world {args.world}: {'no such folder' if not Path(args.world).exists() else 'is a file'}; "
+                       "give a folder written by `unike world build`")
     result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed)
     print(format_world_eval(result))
     return _finish(args, result)
@@ -132,6 +168,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from .bench.edit_run import edit_from_spec, format_edit_result
 
     spec = spec_from_args("edit", args)
+    if args.out:
+        from .paths import check_output_folder
+
+        check_output_folder(args.out)
     if note := spec.protocol_note():
         print(f"note: {note}")
     result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=not args.no_progress,
@@ -157,7 +197,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.workers is not None or args.ray_address is not None:
         from .bench.distributed import ClusterSettings, run_bench_distributed
 
-        cluster = ClusterSettings(workers=args.workers or 2, address=args.ray_address)
+        cluster = ClusterSettings(workers=2 if args.workers is None else args.workers, address=args.ray_address)
         table = run_bench_distributed(spec, out, cluster, resume=args.resume, progress=not args.no_progress)
     else:
         table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
@@ -171,6 +211,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     tables = {}
     for run in args.runs:
+        if not Path(run).is_dir():
+            raise CLIError(f"{run}: {'no such folder' if not Path(run).exists() else 'is a file'}; give a run folder "
+                           "written by `unike bench`")
         label = Path(run).name or str(run)
         while label in tables:  # two folders of the same name: tell them apart by their parents
             label = f"{Path(run).resolve().parent.name}/{label}"
@@ -191,14 +234,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if not args.run and not args.out:
         raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
+    if args.run and args.out:
+        raise CLIError("give --run DIR (analyse that run) or --out DIR (run the benchmark there first), not both")
+    if args.trace_cases < 0:
+        raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
+    from .paths import check_output_folder
+
+    if args.analysis_out:
+        check_output_folder(args.analysis_out, "--analysis-out")
+    if args.run:
+        from .bench.run_folder import RunFolder
+
+        if not Path(args.run).is_dir():
+            raise CLIError(f"--run {args.run}: {'no such folder' if not Path(args.run).exists() else 'is a file'}; "
+                           "give a run folder written by `unike bench`")
+        RunFolder(args.run).require()
     run = Path(args.run or args.out)
     if not args.run:
         from .bench.run_folder import RunFolder
 
         run_bench(spec_from_args("analyze", args), run, resume=RunFolder(run).ledger_path.exists(),
                   progress=not args.no_progress)
-    if args.trace_cases < 0:
-        raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
     summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
                           progress=not args.no_progress, interventions=not args.no_interventions, probes=not args.no_probes,
                           trace_cases=args.trace_cases, trust_remote_code=args.trust_remote_code)
@@ -270,23 +326,25 @@ _COMMON = {
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="unike", description="Cross-modal knowledge editing in unified multimodal models (SynthWorld by default).",
         formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"unike-interp {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(p: argparse._SubParsersAction, name: str, func: Callable, help: str, *common: str) -> argparse.ArgumentParser:
         sp = p.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
         sp.set_defaults(func=func)
         sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+        sp.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, show Python's traceback instead of one line")
         for key in common:
             flags, kw = _COMMON[key]
             sp.add_argument(*flags, **kw)
         return sp
 
     data = sub.add_parser("data", help="UniKE records: validate files, synthesise SynthWorld")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
     p = add(data_sub, "validate", cmd_data_validate, "validate a UniKE.json file and report every bad record")
     p.add_argument("path", help="a UniKE.json file (a JSON array of records)")
     p.add_argument("--strict", action="store_true", help="stop at the first problem")
@@ -298,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world-out", help="also write the world description (subjects, facts, split) here")
 
     world = sub.add_parser("world", help="SynthWorld: renders and its trained models")
-    world_sub = world.add_subparsers(dest="world_command", metavar="SUBCOMMAND")
+    world_sub = world.add_subparsers(dest="world_command", metavar="SUBCOMMAND", parser_class=_Parser)
     p = add(world_sub, "show", cmd_world_show, "write a labelled contact sheet of SynthWorld renders", "seed")
     p.add_argument("--out", required=True, help="output PNG path")
     p.add_argument("--subjects", type=int, default=12, help="how many subjects to show (each in every layout)")
@@ -384,11 +442,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except _user_errors() as exc:  # bad input named by the library: a message, not a traceback
         message = str(exc).strip("'\"")  # a KeyError's message comes quoted
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            message += (" -- what was written before stays valid: free some space, then run the same command again "
+                        "(`unike bench` with --resume)")
         print(f"unike: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("unike: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # not foreseen: one line, and the way to the traceback
+        if getattr(args, "debug", False):
+            raise
+        where = " ".join(x for x in (getattr(args, "command", None), getattr(args, "data_command", None),
+                                     getattr(args, "world_command", None)) if x)
+        print(f"unike: error: unike {where} failed: {type(exc).__name__}: {exc} (run it again with --debug for "
+              "the traceback; if the input looks right, please report it)", file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ Items are (case, stage) pairs. Per item:
 
 Every denominator counts every item: a judge error, a failed generation or a reasoning without
 a caption is a miss, and is also counted in its own column (``judge_errors``, ``failures``).
+Judge errors are counted for every judgement of an image (:data:`JUDGED`: the pre-edit image
+against the new value too), per column, per judgement in ``counts.judge_errors_by_judgement``,
+and in the total ``counts.judge_errors``.
 Rows: the nine categories, each source pooled (``attribute``, ``relation``), and ``overall``
 pooled over all items. The main table uses ``stage_1`` (the direct case); the stage table gives
 ``stage_1`` .. ``stage_4`` and ``stage_n`` (the indirect stages 2..n pooled).
@@ -34,6 +37,9 @@ from ..data.schema import CATEGORIES
 from .entries import CaseEntry, PointEntry
 
 METRICS = ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa")
+#: Every judgement of an image, each with its own judge-error column: post-edit direct and reasoning
+#: against the new value, pre-edit against the old value (Pre-edit VQA) and against the new one.
+JUDGED = ("vqa_direct", "vqa_reasoning", "pre_vqa", "pre_vqa_target")
 LABELS = {"eff": "Eff.", "reason": "Reason.", "vqa_direct": "VQA Direct", "vqa_reasoning": "VQA Reasoning",
           "pre_vqa": "Pre-edit VQA"}
 
@@ -64,10 +70,11 @@ def item_rows(entries: list) -> list[dict]:
                 "vqa_direct": _ok(d.get("vqa")), "vqa_reasoning": _ok(r.get("vqa")), "pre_vqa": _ok(pre.get("vqa_gt")),
                 "pre_vqa_target": _ok(pre.get("vqa_target")),
                 "err_vqa_direct": _judge_error(d.get("vqa")), "err_vqa_reasoning": _judge_error(r.get("vqa")),
-                "err_pre_vqa": _judge_error(pre.get("vqa_gt")),
+                "err_pre_vqa": _judge_error(pre.get("vqa_gt")), "err_pre_vqa_target": _judge_error(pre.get("vqa_target")),
                 "fail_vqa_direct": d.get("generation_error") is not None,
                 "fail_vqa_reasoning": r.get("generation_error") is not None or reasoning.get("failure") is not None,
                 "fail_pre_vqa": pre.get("generation_error") is not None,
+                "fail_pre_vqa_target": pre.get("generation_error") is not None,
                 "reasoning_failure": reasoning.get("failure"),
             }
             rows.append(row)
@@ -179,7 +186,8 @@ def build_table(entries: list, resolved: dict) -> dict:
         "main": main, "stages": stages, "splits": splits, "locality": _locality(entries, n_boot, seed),
         "counts": {
             "guard_failures": sum(1 for e in cases if e.guard_error),
-            "judge_errors": int(sum(r[f"err_{m}"] for r in rows for m in ("vqa_direct", "vqa_reasoning", "pre_vqa"))),
+            "judge_errors": int(sum(r[f"err_{m}"] for r in rows for m in JUDGED)),
+            "judge_errors_by_judgement": {m: int(sum(r[f"err_{m}"] for r in rows)) for m in JUDGED},
             "generation_failures": int(sum(r[f"fail_{m}"] for r in rows for m in ("vqa_direct", "pre_vqa"))),
             "reasoning_failures": reasons,
         },
@@ -204,7 +212,7 @@ def render_markdown(t: dict) -> str:
              "| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * len(cols)) + "|"]
     for key, b in t["main"].items():
         name = key if key not in ("attribute", "relation", "overall") else f"**{key}**"
-        errs = sum(b[m].get("judge_errors", 0) for m in ("vqa_direct", "vqa_reasoning", "pre_vqa"))
+        errs = sum(b[m].get("judge_errors", 0) for m in JUDGED)
         fails = sum(b[m].get("failures", 0) for m in ("vqa_direct", "vqa_reasoning", "pre_vqa"))
         lines.append(f"| {b['source']} | {name} | {b['n']} | " + " | ".join(_cell(b[m]) for m in METRICS)
                      + f" | {errs} | {fails} |")

@@ -25,11 +25,21 @@ def load_records(spec: RunSpec, adapter) -> list:
     if spec.data:
         from ..data.io import load_unike
 
-        return load_unike(spec.data, strict=True).records
+        records = load_unike(spec.data, strict=True).records
+        check_supported(records, adapter.unsupported_records(records), f"{spec.data}", f"the model {adapter.name}",
+                        "run them on a real model (`unike models`), or use the model's own records (no --data)")
+        return records
     records = adapter.records()
     if records is None:
         raise ValueError(f"{spec.model} has no built-in records: pass a UniKE.json file (--data, or data in the config)")
     return records
+
+
+def check_supported(records, problems: list[str], where: str, who: str, fix: str) -> None:
+    """Refuse ``records`` when ``problems`` (an adapter's or judge's ``unsupported_records``) is not empty."""
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ValueError(f"{where}: {who} cannot handle {len(problems)} of {len(records)} records ({shown}): {fix}")
 
 
 def build_editor(spec: RunSpec, adapter, *, progress: bool = True):

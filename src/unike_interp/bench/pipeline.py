@@ -233,10 +233,13 @@ def batches_to_run(batches: Sequence[Sequence[str]], sequential: bool, done_case
 
 def plan_bench(spec: RunSpec, adapter, editor, judge) -> BenchPlan:
     """Select the cases and plan the batches; ``resolved`` is what a resume is checked against."""
-    from .assemble import load_records
+    from .assemble import check_supported, load_records
 
     records = load_records(spec, adapter)
     cases = select_cases(records, spec.cases, seed=spec.seed)
+    check_supported(cases, judge.unsupported_records(cases) if hasattr(judge, "unsupported_records") else [],
+                    spec.data or adapter.name, f"the judge {getattr(judge, 'name', spec.judge)}",
+                    "choose a judge that reads these values (--judge openai or --judge vlm)")
     protocol = bench_protocol(spec, len(cases))
     batches = protocol.batches(cases)
     resolved = {"config": spec.to_dict(), "hparams": asdict(editor.hp), "case_ids": [r.case_id for r in cases],

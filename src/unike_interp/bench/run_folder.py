@@ -43,8 +43,12 @@ class DeltaHashError(RunFolderError):
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (temporary file + rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only folder: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _safe(name: str) -> str:
@@ -105,6 +109,11 @@ class RunFolder:
 
     def check_writable(self, *, resume: bool) -> None:
         """A run may be written here: the folder holds none, or ``resume`` continues it."""
+        from ..paths import check_output_folder
+
+        check_output_folder(self.path)
+        if resume and not self.has_run() and not self.config_path.exists():
+            raise RunFolderError(f"{self.path}: nothing to resume (no run was started there); drop --resume to start one")
         if self.has_run() and not resume:
             raise RunFolderError(f"{self.path} already holds a run ({self.ledger_path.name}); pass --resume to continue "
                                  "it or choose another --out")
@@ -223,8 +232,12 @@ class RunFolder:
         path = self.image_path(case_id, stage, tag)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.png")
-        Image.fromarray(img).save(tmp)
-        os.replace(tmp, path)
+        try:
+            Image.fromarray(img).save(tmp)
+            os.replace(tmp, path)
+        except BaseException:  # no half-written image left behind
+            tmp.unlink(missing_ok=True)
+            raise
         return self.relative(path)
 
     def save_delta(self, point: int, delta) -> DeltaRef:

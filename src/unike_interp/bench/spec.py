@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..fields import check_types
+
 PROTOCOLS = ("single", "batch", "sequential")
 COMPOSE_MODES = ("replace", "prepend")
 
@@ -86,9 +88,11 @@ class RunSpec:
                                     "--no-store-deltas: keep none)", ("--no-store-deltas",), _RUN)
 
     def __post_init__(self) -> None:
-        if self.protocol is None:
-            from ..editing.registry import EDITORS
+        from ..editing.registry import EDITORS
 
+        if str(self.editor).lower() not in EDITORS:  # before any model loads
+            raise ValueError(f"unknown editor {self.editor!r}; known: {', '.join(sorted(EDITORS))}")
+        if self.protocol is None:
             editor = EDITORS.get(str(self.editor).lower())
             self.protocol = editor.protocol if editor is not None else "batch"
         if self.protocol not in PROTOCOLS:
@@ -99,14 +103,27 @@ class RunSpec:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
-        for name in ("text_locality_probes", "image_locality_probes", "bootstrap", "reasoning_tokens"):
+        for name in ("text_locality_probes", "image_locality_probes", "bootstrap", "reasoning_tokens", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.sample_steps is not None and self.sample_steps < 1:
+            raise ValueError(f"sample_steps must be >= 1 (unset: the model's default), got {self.sample_steps}")
+        if self.guidance is not None and self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (unset: the model's default), got {self.guidance}")
         if "api_key" in {k.lower() for k in self.judge_options}:
             raise ValueError("judge_options must not hold an API key: name its environment variable (api_key_env)")
         unknown = sorted(set(self.model_options) - MODEL_OPTIONS)
         if unknown:
             raise ValueError(f"model_options: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_OPTIONS))}")
+        if self.hparams:  # names and types of --set checked now, before any model loads
+            from ..editing.hparams import hparams_class, make_hparams
+
+            try:
+                hparams_class(self.editor)
+            except (KeyError, ValueError):
+                pass  # an unknown editor is reported where the editor is built, with the known ones
+            else:
+                make_hparams(self.editor, None, self.hparams, source="--set")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,6 +174,7 @@ class RunSpec:
             raise ValueError(f"run config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         if data.get("cases") == "all":  # TOML has no null: "all" means every record
             data["cases"] = None
+        check_types(cls, data, source=f"run config {path}")
         return data
 
 

@@ -55,12 +55,20 @@ def load_unike(path: str | os.PathLike, *, strict: bool = False) -> LoadResult:
     ``strict=True`` the first one raises :class:`~unike_interp.data.validate.DataValidationError`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a folder; give the UniKE.json file inside it")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataFileError(f"{path}: no such file") from None
+    except PermissionError:
+        raise DataFileError(f"{path}: cannot read it (permission denied)") from None
     except UnicodeDecodeError as exc:
         raise DataFileError(f"{path}: not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise DataFileError(f"{path}: the file is empty (expected a JSON array of records)")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -69,6 +77,8 @@ def load_unike(path: str | os.PathLike, *, strict: bool = False) -> LoadResult:
         data = data["records"]  # tolerate {"records": [...]} wrappers
     if not isinstance(data, list):
         raise DataFileError(f"{path}: expected a JSON array of records, got {type(data).__name__}")
+    if not data:
+        raise DataFileError(f"{path}: the array holds no records")
     records, problems = validate_records(data, strict=strict, path=str(path))
     return LoadResult(records=records, problems=problems, total=len(data))
 

@@ -82,12 +82,17 @@ class WeightDelta:
             "modules": {k: list(v.shape) for k, v in sorted(self.deltas.items())},
         }
         tmp = st.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in self.deltas.items()}, str(tmp),
-                  metadata={"format": DELTA_FORMAT})
-        os.replace(tmp, st)
         tmpj = js.with_suffix(f".tmp{os.getpid()}")
-        tmpj.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(tmpj, js)
+        try:
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in self.deltas.items()}, str(tmp),
+                      metadata={"format": DELTA_FORMAT})
+            os.replace(tmp, st)
+            tmpj.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            os.replace(tmpj, js)
+        except BaseException:  # a full disk: no half-written file left behind
+            tmp.unlink(missing_ok=True)
+            tmpj.unlink(missing_ok=True)
+            raise
         return st
 
     @classmethod

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fields import check_types
+
 
 @dataclass
 class EditHParams:
@@ -275,6 +277,7 @@ def make_hparams(editor: str, family: str | None = None, overrides: dict | None 
     if unknown:
         raise ValueError(f"{source}: unknown {editor} hyperparameter(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
+    check_types(cls, overrides or {}, source=source)  # before the dataclass: a wrong type is named, not a crash later
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:

@@ -51,6 +51,10 @@ class Judge(ABC):
         ``gt_target``; pass ``gt`` to check the pre-edit value).
         """
 
+    def unsupported_records(self, records: Sequence[Record]) -> list[str]:
+        """Why this judge cannot judge some of ``records`` (one line each; ``[]``: all fine)."""
+        return []
+
     def value_probability(self, images: np.ndarray, cases: Sequence[Record], stages: Sequence[str],
                           targets: Sequence[str]) -> np.ndarray | None:
         """``(N,)`` the judge's probability that ``images[i]`` shows ``targets[i]`` (NaN where it

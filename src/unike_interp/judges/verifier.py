@@ -29,6 +29,19 @@ class VerifierJudge(Judge):
 
         return cls(load_verifier(world_dir or default_world_dir(), device=device))
 
+    def unsupported_records(self, records: Sequence[Record]) -> list[str]:
+        """Records with a category or value (old or new, any stage) the SynthWorld verifier has no class for."""
+        out = []
+        for r in records:
+            values = CATEGORY_VALUES.get(r.category)
+            if values is None:
+                out.append(f"{r.case_id}: no verifier head for category {r.category!r}")
+                continue
+            bad = sorted({v for st in r.stages.values() for v in (st.gt, st.gt_target) if v not in values})
+            if bad:
+                out.append(f"{r.case_id}: {', '.join(map(repr, bad))} not a SynthWorld {r.category} value")
+        return out
+
     def judge_batch(
         self, images: np.ndarray, cases: Sequence[Record], stages: Sequence[str], targets: Sequence[str] | None = None
     ) -> list[Verdict]:

@@ -163,6 +163,11 @@ class UMMAdapter(ABC):
         """The model's own benchmark records (SynthWorld's); None: the caller must give a data file."""
         return None
 
+    def unsupported_records(self, records) -> list[str]:
+        """Why this model cannot run some of ``records`` (one line per record it cannot; ``[]``: all
+        fine). Checked before any editing, so a wrong data file costs nothing."""
+        return []
+
     def related_fact_prompts(self, record) -> list[tuple[str, str]]:
         """``(cloze prompt, true answer)`` of the record's subject's *other* facts, for the
         same-subject locality check; ``[]`` where the family knows no such facts."""

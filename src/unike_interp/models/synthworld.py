@@ -45,6 +45,13 @@ class SynthWorldAdapter(UMMAdapter):
     def records(self) -> list | None:
         return None if self.world is None else self.world.records
 
+    def unsupported_records(self, records) -> list[str]:
+        """Records whose subject this SynthWorld does not have (its model knows only its own subjects)."""
+        if self.world is None:
+            return []
+        known = {s.name for s in self.world.subjects}
+        return [f"{r.case_id}: no subject {r.subject!r} in this SynthWorld" for r in records if r.subject not in known]
+
     def related_fact_prompts(self, record) -> list[tuple[str, str]]:
         """The subject's facts in every other category, as the world's stage-1 cloze prompts."""
         if self.world is None:

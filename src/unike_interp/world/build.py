@@ -109,6 +109,12 @@ def override_build_config(config: "BuildConfig", sets: dict) -> "BuildConfig":
             node = node[part]
         if leaf not in node:
             raise ValueError(f"--set {key}: unknown field {leaf!r}; known: {', '.join(sorted(node))}")
+        section = config
+        for part in path:
+            section = getattr(section, part)
+        from ..fields import check_types
+
+        check_types(type(section), {leaf: value}, source=f"--set {key}")  # a wrong type now, not after an hour
         node[leaf] = value
     try:
         return BuildConfig.from_dict(d)
