@@ -306,9 +306,14 @@ def _fold_predictions(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarr
 
 def _run_folds(tasks: list[tuple], n_jobs: int) -> list[np.ndarray]:
     """``_fold_predictions(*task)`` for every task, in order; over ``n_jobs`` processes (joblib's
-    loky backend, which gives each worker ``cores // n_jobs`` BLAS threads) when ``n_jobs > 1``."""
+    loky backend, which gives each worker ``cores // n_jobs`` BLAS threads) when ``n_jobs > 1``.
+    In this process BLAS runs on one thread: these matrices are small, and measured on 2 cores
+    (benchmark/perf/probe_fits.py) the fits took 53 s on one BLAS thread against 145 s on two."""
     if n_jobs <= 1 or len(tasks) <= 1:
-        return [_fold_predictions(*t) for t in tasks]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return [_fold_predictions(*t) for t in tasks]
     from joblib import Parallel, delayed
 
     return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_fold_predictions)(*t) for t in tasks)
