@@ -143,7 +143,8 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
     if args.world and not Path(args.world).is_dir():
         raise CLIError(f"--world {args.world}: {'no such folder' if not Path(args.world).exists() else 'is a file'}; "
                        "give a folder written by `unike world build`")
-    result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed)
+    result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed,
+                            progress=not args.no_progress)
     print(format_world_eval(result))
     return _finish(args, result)
 
@@ -370,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one build setting, e.g. generator.steps=20000 (repeatable)")
     add(world_sub, "eval", cmd_world_eval, "measure text recall, reasoning, verifier and image accuracy",
-        "world", "device", "seed")
+        "world", "device", "seed", "no_progress")
 
     p = add(sub, "edit", cmd_edit, "edit a model's language backbone and measure the text side before and after")
     _run_flags(p, "edit")
@@ -400,9 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the conditioning interventions, the subject-state swap and the tracing (default: run them "
                         "where the model can draw from a given conditioning)")
     p.add_argument("--no-probes", action="store_true",
-                   help="skip fitting and validating the value probes (every subject x template, 5 folds: on "
-                        "SynthWorld most of the statistics' time); the probe columns are then absent "
-                        "(default: run them)")
+                   help="skip fitting and validating the value probes (every subject x template, 5 folds, "
+                        "fitted over every core); the probe columns are then absent (default: run them)")
     p.add_argument("--trace-cases", type=int, default=20,
                    help="cases the cross-modal causal tracing traces, those whose image moved most (0: none)")
     _run_flags(p, "analyze")

@@ -39,14 +39,14 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, world: str | None 
     echo(f"wrote a contact sheet of {n_images} renders to {out / 'contact_sheet.png'}")
     summary = {"out": str(out), "records": len(loaded.records), "invalid": len(loaded.invalid_indices),
                "contact_sheet": str(out / "contact_sheet.png"), "ok": loaded.ok, **counts}
-    summary["world_eval"] = _world_eval(out, world, device, seed, echo) if world_eval else None
+    summary["world_eval"] = _world_eval(out, world, device, seed, echo, progress) if world_eval else None
     if summary["world_eval"] is not None or not world_eval:
         summary["bench"] = _bench(out, world=world, device=device, seed=seed, models=models, editor=editor,
                                   cases=cases, progress=progress, echo=echo)
     return summary
 
 
-def _world_eval(out: Path, world: str | None, device: str, seed: int, echo) -> dict | None:
+def _world_eval(out: Path, world: str | None, device: str, seed: int, echo, progress: bool = True) -> dict | None:
     """Evaluate the SynthWorld UMM and draw what each pathway makes of a few subjects."""
     from .data.synthworld.render import contact_sheet, render
     from .devices import resolve_device
@@ -57,7 +57,7 @@ def _world_eval(out: Path, world: str | None, device: str, seed: int, echo) -> d
     world_dir = Path(world) if world else default_world_dir()
     dev = resolve_device(device)
     try:
-        result = evaluate_world(world_dir, device=dev)
+        result = evaluate_world(world_dir, device=dev, progress=progress)
     except WorldNotBuiltError as exc:
         echo(f"no trained SynthWorld model to evaluate ({exc}); skipping the model part of the demo")
         return None

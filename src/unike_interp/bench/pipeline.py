@@ -310,7 +310,7 @@ class BatchRunner:
                 done_points.add(state.point)
 
         run_protocol(adapter, self.source, self.plan.batches, self.plan.protocol, at_point=at_point, before=before,
-                     todo=todo, progress=progress, desc=desc or f"{self.editor.name} {spec.protocol}")
+                     todo=todo, progress=progress, desc=desc or f"{spec.model} x {self.editor.name} {spec.protocol}")
 
 
 def run_bench(spec: RunSpec, out_dir: str | Path, *, resume: bool = False, progress: bool = True,

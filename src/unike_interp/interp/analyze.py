@@ -34,7 +34,7 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     causal tracing traces (:mod:`~unike_interp.interp.tracing`; 0: none; it needs stored deltas).
     ``trust_remote_code``: load a model that runs code from its checkpoint folder (Ovis-U1), as its
     run did; the run folder alone does not allow it. ``probes``: fit and validate the value probes
-    (:mod:`~unike_interp.interp.probes`; on SynthWorld most of the statistics' time).
+    (:mod:`~unike_interp.interp.probes`; their folds are fitted over every core).
     """
     run = Path(run_dir)
     out = Path(out) if out else RunFolder(run).analysis_dir

@@ -236,6 +236,7 @@ def evaluate_world(
     seed: int = 0,
     verifier_samples: int = 2000,
     echo: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> dict:
     """Every metric of :mod:`unike_interp.world.evaluate` for a built world (the shipped one by
     default), through each variant's adapter: text and reasoning recall, verifier accuracy, image
@@ -250,15 +251,20 @@ def evaluate_world(
     echo("[eval] verifier on fresh jittered renders ...")
     out["verifier_accuracy"] = {k: round(v, 4) for k, v in verifier_accuracy(files.verifier, n=verifier_samples).items()}
     out["image_accuracy"], out["image_accuracy_text_only"], out["image_details"] = {}, {}, {}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(files.world.records) * len(pathways), desc="world eval: images", unit="image",
+               disable=not progress)
     for i, name in enumerate(pathways):
         adapter = load_synthworld(name, world_dir=files.path, device=device)
-        if i == 0:
+        pathway = name.split("-", 1)[1]
+        bar.set_postfix_str(name, refresh=False)
+        seen = image_metrics(adapter, files.world, files.verifier, seed=seed, split="image-seen", bar=bar)
+        text_only = image_metrics(adapter, files.world, files.verifier, seed=seed, split="text-only", bar=bar)
+        if i == len(pathways) - 1:
+            bar.close()
             echo("[eval] text recall and reasoning ...")
             out.update(text_metrics(adapter, files.world))
-        pathway = name.split("-", 1)[1]
-        echo(f"[eval] images through {name} ...")
-        seen = image_metrics(adapter, files.world, files.verifier, seed=seed, split="image-seen")
-        text_only = image_metrics(adapter, files.world, files.verifier, seed=seed, split="text-only")
         out["image_accuracy"][pathway] = seen["accuracy"]
         out["image_accuracy_text_only"][pathway] = text_only["accuracy"]
         out["image_details"][pathway] = {

@@ -70,14 +70,24 @@ def text_metrics(adapter, world, progress: bool = True) -> dict:
 
 
 @torch.no_grad()
-def image_metrics(adapter, world, verifier, *, seed: int = 0, split: str = "image-seen") -> dict:
-    """Generate each record's stage_1 image (records of subjects in ``split``) and read it."""
+def image_metrics(adapter, world, verifier, *, seed: int = 0, split: str = "image-seen", bar=None,
+                  chunk: int = 64) -> dict:
+    """Generate each record's stage_1 image (records of subjects in ``split``) and read it.
+    ``bar``: a tqdm bar moved by each chunk of ``chunk`` images (an image depends only on its prompt)."""
+    import numpy as np
+
     from ..data.synthworld import CATEGORIES, CATEGORY_VALUES
 
     recs = [r for r in world.records if world.subject(r.subject).split == split]
     if not recs:
         return {"accuracy": None, "n": 0}
-    images = adapter.generate_images([r.stage_1.image_prompt for r in recs], seed=seed)
+    prompts = [r.stage_1.image_prompt for r in recs]
+    parts = []
+    for i in range(0, len(prompts), chunk):
+        parts.append(adapter.generate_images(prompts[i:i + chunk], seed=seed))
+        if bar is not None:
+            bar.update(len(prompts[i:i + chunk]))
+    images = np.concatenate(parts)
     read = verifier.read(images)
     hits = []
     per_cat: dict[str, list[bool]] = {}
