@@ -71,7 +71,7 @@ def text_metrics(adapter, world, progress: bool = True) -> dict:
 
 @torch.no_grad()
 def image_metrics(adapter, world, verifier, *, seed: int = 0, split: str = "image-seen", bar=None,
-                  chunk: int = 64) -> dict:
+                  chunk: int = 32) -> dict:
     """Generate each record's stage_1 image (records of subjects in ``split``) and read it.
     ``bar``: a tqdm bar moved by each chunk of ``chunk`` images (an image depends only on its prompt)."""
     import numpy as np
