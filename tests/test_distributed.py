@@ -85,11 +85,14 @@ def test_two_workers_equal_the_serial_run_case_for_case(cluster, serial, tmp_pat
     assert table == json.loads((serial / "table.json").read_text())
     assert _by_key(out) == _by_key(serial)
     assert _files(out) == _files(serial)  # images and stored deltas, byte for byte
+    # which worker ran which batch depends on timing (a fast first actor may run all four before the
+    # second has loaded): every entry names one of the two, and the session lists the workers that ran
     workers = {e["worker"]["id"] for e in _lines(out)}
-    assert workers == {0, 1}, "both workers ran batches"
+    assert workers <= {0, 1} and workers
     assert all({"id", "host", "pid"} <= set(e["worker"]) for e in _lines(out))
     session = json.loads((out / "manifest.json").read_text())["sessions"][-1]
-    assert session["workers"] == 2 and session["worker_deaths"] == 0 and len(session["workers_info"]) == 2
+    assert session["workers"] == 2 and session["worker_deaths"] == 0
+    assert workers <= {i["worker"]["id"] for i in session["workers_info"]} and len(session["workers_info"]) <= 2
 
     # --resume of the finished run rewrites nothing
     before, ledger = _stamps(out), (out / "ledger.jsonl").read_bytes()

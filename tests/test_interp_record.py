@@ -119,7 +119,8 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     args = ["analyze", "--model", "toy-bottleneck", "--editor", "rome", "--protocol", "batch", "--cases", "4",
             "--set", "stats_samples=3000", "--set", "n_prefixes=2", "--image-locality", "0", "--text-locality", "4",
-            "--bootstrap", "50", "--out", str(run), "--no-progress", "--json", "--trace-cases", "1"]
+            "--bootstrap", "50", "--out", str(run), "--no-progress", "--json", "--trace-cases", "1",
+            "--no-figures"]  # the figures of a run: tests/test_plots.py
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_cases"] == 4 and (run / "analysis" / "activations.h5").exists()

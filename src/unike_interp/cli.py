@@ -258,7 +258,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                   progress=not args.no_progress)
     summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
                           progress=not args.no_progress, interventions=not args.no_interventions, probes=not args.no_probes,
-                          trace_cases=args.trace_cases, trust_remote_code=args.trust_remote_code)
+                          trace_cases=args.trace_cases, trust_remote_code=args.trust_remote_code,
+                          figures=not args.no_figures)
     print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} ({summary['edits']} edits, "
           f"recorded in {summary['record_seconds']:.1f} s): {summary['hdf5']}")
     print(format_aucs(summary))
@@ -400,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-interventions", action="store_true",
                    help="skip the conditioning interventions, the subject-state swap and the tracing (default: run them "
                         "where the model can draw from a given conditioning)")
+    p.add_argument("--no-figures", action="store_true",
+                   help="write stats.json only; draw the figures later with `python analyses/figures.py RUN` "
+                        "(default: draw them)")
     p.add_argument("--no-probes", action="store_true",
                    help="skip fitting and validating the value probes (every subject x template, 5 folds, "
                         "fitted over every core); the probe columns are then absent (default: run them)")
