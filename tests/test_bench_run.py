@@ -118,7 +118,7 @@ def test_failures_are_counted_not_dropped(adapter, cache_dir, tmp_path, monkeypa
 
 
 def _bench_args(out):
-    return ["bench", "--editor", "rome", "--protocol", "single", "--cases", "6", "--image-locality", "2",
+    return ["bench", "--editor", "rome", "--protocol", "single", "--cases", "4", "--image-locality", "2",
             "--text-locality", "8", "--bootstrap", "200", "--set", "stats_samples=3000", "--set", "n_prefixes=2",
             "--out", str(out), "--no-progress", "--device", "cpu"]
 
@@ -129,7 +129,7 @@ def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch
     assert main(_bench_args(ref)) == 0
     ref_table = json.loads((ref / "table.json").read_text())
     n_lines = len((ref / "ledger.jsonl").read_text().splitlines())
-    assert n_lines == 12  # 6 cases + 6 evaluation points
+    assert n_lines == 8  # 4 cases + 4 evaluation points
 
     kill_at = int(np.random.default_rng(int(time.time())).integers(1, n_lines))
     out = tmp_path / "killed"
@@ -148,13 +148,13 @@ def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch
     assert main([*_bench_args(out), "--resume"]) == 0
     lines = [json.loads(x) for x in ledger.read_text().splitlines()]
     ids = [e["case_id"] for e in lines if e["type"] == "case"]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6  # no case lost, none duplicated
-    assert len([e for e in lines if e["type"] == "point"]) == 6
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 4  # no case lost, none duplicated
+    assert len([e for e in lines if e["type"] == "point"]) == 4
     assert json.loads((out / "table.json").read_text()) == ref_table, f"killed at line {kill_at}"
     # the resumed run stored the same edits as the uninterrupted one (a redone batch stores its delta again)
     # (a point whose edit hit a guard stores none)
     hashes = lambda run: {k: p.delta and p.delta.sha256 for k, p in RunFolder(run).point_entries().items()}  # noqa: E731
-    assert hashes(out) == hashes(ref) and len(hashes(ref)) == 6 and any(hashes(ref).values())
+    assert hashes(out) == hashes(ref) and len(hashes(ref)) == 4 and any(hashes(ref).values())
     assert main(["report", str(out), "--json"]) == 0
 
 

@@ -123,7 +123,8 @@ def test_missing_world_is_a_clear_error(tmp_path, capsys):
 
 def test_demo_on_the_quick_world(quick_world, tmp_path, capsys):
     out, _ = quick_world
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--world", str(out), "--device", "cpu", "--json"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--world", str(out), "--device", "cpu", "--json",
+                 "--cases", "8"]) == 0  # the benchmark part of the demo: tests/test_cli.py
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["world_eval"]["image_accuracy"].keys() == {"direct", "queries", "bottleneck"}
     assert Path(last["world_eval"]["generated_sheet"]).exists()
