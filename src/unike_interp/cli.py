@@ -41,6 +41,14 @@ def _finish(args: argparse.Namespace, result: Any, status: int = EXIT_OK) -> int
     return status
 
 
+def _folder(path: str, flag: str, what: str) -> Path:
+    """``path`` as an existing folder, else a :class:`CLIError` saying what it is instead."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CLIError(f"{flag}{path}: {'is a file' if folder.exists() else 'no such folder'}; give {what}")
+    return folder
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions the library raises for bad input (a message naming the file, record or field)."""
     from .bench.distributed import RayMissing
@@ -140,9 +148,8 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
     from .devices import resolve_device
     from .models.synthworld import evaluate_world, format_world_eval
 
-    if args.world and not Path(args.world).is_dir():
-        raise CLIError(f"--world {args.world}: {'no such folder' if not Path(args.world).exists() else 'is a file'}; "
-                       "give a folder written by `unike world build`")
+    if args.world:
+        _folder(args.world, "--world ", "a folder written by `unike world build`")
     result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed,
                             progress=not args.no_progress)
     print(format_world_eval(result))
@@ -212,9 +219,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     tables = {}
     for run in args.runs:
-        if not Path(run).is_dir():
-            raise CLIError(f"{run}: {'no such folder' if not Path(run).exists() else 'is a file'}; give a run folder "
-                           "written by `unike bench`")
+        _folder(run, "", "a run folder written by `unike bench`")
         label = Path(run).name or str(run)
         while label in tables:  # two folders of the same name: tell them apart by their parents
             label = f"{Path(run).resolve().parent.name}/{label}"
@@ -246,10 +251,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.run:
         from .bench.run_folder import RunFolder
 
-        if not Path(args.run).is_dir():
-            raise CLIError(f"--run {args.run}: {'no such folder' if not Path(args.run).exists() else 'is a file'}; "
-                           "give a run folder written by `unike bench`")
-        RunFolder(args.run).require()
+        RunFolder(_folder(args.run, "--run ", "a run folder written by `unike bench`")).require()
     run = Path(args.run or args.out)
     if not args.run:
         from .bench.run_folder import RunFolder

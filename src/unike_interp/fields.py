@@ -11,11 +11,15 @@ the value and the type it needs, not deep inside an editor after the model has l
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Mapping
 
 
 _EXAMPLE = {int: "[1, 2]", float: "[0.5, 1.0]", str: '["a {}"]'}
+
+
+_UNION = getattr(types, "UnionType", typing.Union)  # X | Y (Python >= 3.10)
 
 
 class FieldTypeError(ValueError):
@@ -24,7 +28,7 @@ class FieldTypeError(ValueError):
 
 def _describe(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, _UNION):
         parts = [_describe(a) for a in args if a is not type(None)]
         return " or ".join(parts) + (" or null (unset)" if type(None) in args else "")
     if origin is list:
@@ -37,7 +41,7 @@ def _describe(tp: Any) -> str:
 
 def _fits(value: Any, tp: Any) -> bool:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, _UNION):
         return any(_fits(value, a) for a in args)
     if tp is type(None):
         return value is None

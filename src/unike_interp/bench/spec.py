@@ -93,8 +93,7 @@ class RunSpec:
         if str(self.editor).lower() not in EDITORS:  # before any model loads
             raise ValueError(f"unknown editor {self.editor!r}; known: {', '.join(sorted(EDITORS))}")
         if self.protocol is None:
-            editor = EDITORS.get(str(self.editor).lower())
-            self.protocol = editor.protocol if editor is not None else "batch"
+            self.protocol = EDITORS[str(self.editor).lower()].protocol
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.compose not in COMPOSE_MODES:
@@ -116,14 +115,9 @@ class RunSpec:
         if unknown:
             raise ValueError(f"model_options: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_OPTIONS))}")
         if self.hparams:  # names and types of --set checked now, before any model loads
-            from ..editing.hparams import hparams_class, make_hparams
+            from ..editing.hparams import make_hparams
 
-            try:
-                hparams_class(self.editor)
-            except (KeyError, ValueError):
-                pass  # an unknown editor is reported where the editor is built, with the known ones
-            else:
-                make_hparams(self.editor, None, self.hparams, source="--set")
+            make_hparams(self.editor, None, self.hparams, source="--set")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,8 +129,8 @@ class RunSpec:
         """A warning where the protocol does not fit the editor (None where it does)."""
         from ..editing.registry import EDITORS
 
-        editor = EDITORS.get(str(self.editor).lower())
-        if editor is not None and editor.one_fact_at_a_time and self.protocol != "single":
+        editor = EDITORS[str(self.editor).lower()]
+        if editor.one_fact_at_a_time and self.protocol != "single":
             return (f"{editor.name} edits one fact at a time: under the {self.protocol} protocol the edits of each batch "
                     f"are applied one after another (each on the last), then evaluated together; "
                     f"--protocol single evaluates each edit alone")
