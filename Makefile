@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/unike demo --out $(DEMO_OUT)
 
 test: $(STAMP)
+	bash scripts/setup-browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -88,7 +88,7 @@ def run_setting(s: dict, args) -> dict:
     if not (folder / "table.json").exists():
         cmd = [sys.executable, "-m", "unike_interp", "bench", "--model", args.model, "--editor", editor,
                "--protocol", proto, "--cases", str(args.cases), "--seed", str(args.seed),
-               "--image-locality", str(args.image_locality), "--no-progress", "--out", str(folder)]
+               "--image-locality", str(args.image_locality), "--no-progress", str(folder)]
         if bs:
             cmd += ["--batch-size", str(bs)]
         for k, v in (s.get("set") or {}).items():

@@ -30,7 +30,7 @@ def test_remote_code_is_off_by_default_and_the_error_names_the_flag(capsys):
         load_model(f"blip3o:{path}", trust_remote_code=True)
     from unike_interp.cli import main
 
-    assert main(["bench", "--model", f"ovis_u1:{path}", "--out", str(path / "never"), "--no-progress"]) == 2
+    assert main(["bench", "--model", f"ovis_u1:{path}", str(path / "never"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--trust-remote-code" in err and "Traceback" not in err
     assert not (path / "never").exists()

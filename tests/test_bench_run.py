@@ -49,7 +49,7 @@ def test_run_folder_and_refusals(adapter, cache_dir, tmp_path):
                 assert (out / s[key]["image"]).exists()
             assert (out / s["direct"]["image"]).exists()
             assert s["reasoning"]["request"].startswith("Request:")
-    for f in ("config.json", "manifest.json", "table.md", "table.csv", "table.json"):
+    for f in ("config.json", "manifest.json", "table.md", "table.csv", "table.json", "report.html"):
         assert (out / f).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["versions"]["torch"] and "git_sha" in manifest and manifest["device"] == "cpu"
@@ -120,7 +120,7 @@ def test_failures_are_counted_not_dropped(adapter, cache_dir, tmp_path, monkeypa
 def _bench_args(out):
     return ["bench", "--editor", "rome", "--protocol", "single", "--cases", "4", "--image-locality", "2",
             "--text-locality", "8", "--bootstrap", "200", "--set", "stats_samples=3000", "--set", "n_prefixes=2",
-            "--out", str(out), "--no-progress", "--device", "cpu"]
+            str(out), "--no-progress", "--device", "cpu"]
 
 
 def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch):
@@ -161,7 +161,7 @@ def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch
 def _small_bench(out):
     return ["bench", "--editor", "rome", "--protocol", "single", "--cases", "2", "--image-locality", "1",
             "--text-locality", "4", "--bootstrap", "100", "--set", "stats_samples=3000", "--set", "n_prefixes=2",
-            "--out", str(out), "--no-progress", "--device", "cpu"]
+            str(out), "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

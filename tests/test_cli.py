@@ -168,7 +168,7 @@ def test_run_flags_come_from_the_runspec(capsys):
     from unike_interp.cli import build_parser, spec_from_args
 
     parser = build_parser()
-    for command in ("edit", "bench", "analyze"):
+    for command in ("edit", "bench"):
         sub = parser._subparsers._group_actions[0].choices[command]
         dests = {a.dest for a in sub._actions}
         offered = {f.name for f in dataclasses.fields(RunSpec)

@@ -53,7 +53,7 @@ def test_the_protocol_follows_the_editor_and_a_misfit_is_said():
 
     parser = build_parser()
     assert spec_from_args("bench", parser.parse_args(["bench", "--editor", "rome"])).protocol == "single"
-    assert spec_from_args("analyze", parser.parse_args(["analyze", "--editor", "alphaedit"])).protocol == "sequential"
+    assert spec_from_args("edit", parser.parse_args(["edit", "--editor", "alphaedit"])).protocol == "sequential"
 
 
 def test_case_progress_counts_cases_through_phases():
@@ -74,7 +74,7 @@ def test_case_progress_counts_cases_through_phases():
 def test_bench_shows_cases_with_an_eta_and_report_puts_runs_side_by_side(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("UNIKE_CACHE_DIR", str(tmp_path / "cache"))
     a = tmp_path / "a"
-    assert main(["bench", "--editor", "rome", *TINY, "--out", str(a)]) == 0
+    assert main(["bench", "--editor", "rome", *TINY, str(a)]) == 0
     out, err = capsys.readouterr()
     assert "1.0/1 cases" in err and "<" in err  # the bar counts cases and shows the time left
     assert f"run folder: {a}" in out

@@ -75,8 +75,9 @@ def _files(run):
 
 
 def _stamps(run):
+    """Modification times of the run's data (not the tables and the page, rendered from the ledger)."""
     return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in sorted(run.rglob("*")) if p.is_file()
-            and p.name not in ("manifest.json", "config.json") and not p.name.startswith("table.")}
+            and p.name not in ("manifest.json", "config.json", "report.html") and not p.name.startswith("table.")}
 
 
 def test_two_workers_equal_the_serial_run_case_for_case(cluster, serial, tmp_path):
@@ -122,7 +123,7 @@ def test_driver_killed_then_resumed_gives_the_same_table(cluster, serial, tmp_pa
     out = tmp_path / "killed"
     args = ["bench", "--model", "toy-direct", "--editor", "rome", "--protocol", "single", "--cases", "4",
             "--image-locality", "2", "--text-locality", "8", "--bootstrap", "200", "--set", "stats_samples=3000",
-            "--set", "n_prefixes=2", "--device", "cpu", "--out", str(out), "--no-progress", "--workers", "2"]
+            "--set", "n_prefixes=2", "--device", "cpu", str(out), "--no-progress", "--workers", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "unike_interp", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     ledger = out / "ledger.jsonl"
@@ -147,7 +148,7 @@ def test_without_ray_the_flag_says_what_to_install(monkeypatch, tmp_path, capsys
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(RayMissing, match=r"unike-interp\[ray\]"):
         run_bench_distributed(RunSpec(**SPEC), tmp_path / "x", ClusterSettings(workers=2))
-    assert main(["bench", "--workers", "2", "--out", str(tmp_path / "y"), "--no-progress"]) == 2
+    assert main(["bench", "--workers", "2", str(tmp_path / "y"), "--no-progress"]) == 2
     assert "pip install 'unike-interp[ray]'" in capsys.readouterr().err
 
 

@@ -117,9 +117,12 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("UNIKE_CACHE_DIR", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    args = ["analyze", "--model", "toy-bottleneck", "--editor", "rome", "--protocol", "batch", "--cases", "4",
-            "--set", "stats_samples=3000", "--set", "n_prefixes=2", "--image-locality", "0", "--text-locality", "4",
-            "--bootstrap", "50", "--out", str(run), "--no-progress", "--json", "--trace-cases", "1",
+    assert main(["bench", str(run), "--model", "toy-bottleneck", "--editor", "rome", "--protocol", "batch",
+                 "--cases", "4", "--set", "stats_samples=3000", "--set", "n_prefixes=2", "--image-locality", "0",
+                 "--text-locality", "4", "--bootstrap", "50", "-q"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()  # -q: only where the results are
+    assert len(out) == 1 and out[0].startswith(f"run folder: {run}")
+    args = ["analyze", str(run), "--no-progress", "--json", "--trace-cases", "1",
             "--no-figures"]  # the figures of a run: tests/test_plots.py
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

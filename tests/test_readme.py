@@ -1,6 +1,6 @@
 """The README's commands and examples are the tool as it is.
 
-Every ``unike`` command line in the README's ``bash`` blocks is parsed by the real parser (a
+Every ``unike`` command line in the ``bash`` blocks of the README and of ``docs/`` is parsed by the real parser (a
 renamed flag or a wrong arity fails here), and the Python example that records, edits and patches
 is run; the long commands themselves are run by the demo and the other tests.
 """
@@ -14,16 +14,19 @@ import torch
 
 from unike_interp.cli import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: The README and the documentation it links to.
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+def _blocks(lang: str, files=(README,)) -> list[str]:
+    return [b for f in files for b in re.findall(rf"```{lang}\n(.*?)```", f.read_text(encoding="utf-8"), flags=re.S)]
 
 
 def _commands() -> list[str]:
     lines = []
-    for block in _blocks("bash"):
+    for block in _blocks("bash", DOCS):
         joined = re.sub(r"\\\n\s*", " ", block)  # continued lines
         for line in joined.splitlines():
             line = line.split(" #", 1)[0].strip()

@@ -8,7 +8,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 run() {  # name, extra args
   local name=$1; shift
   local t0=$(date +%s)
-  python3 -m unike_interp bench --model toy-direct --editor memit --device cuda --no-progress --out /tmp/$name "$@" \
+  python3 -m unike_interp bench --model toy-direct --editor memit --device cuda --no-progress /tmp/$name "$@" \
       > "$OUT/$name.log" 2>&1
   local rc=$?
   echo "$name rc=$rc wall=$(( $(date +%s) - t0 )) s"

@@ -41,6 +41,42 @@ def _finish(args: argparse.Namespace, result: Any, status: int = EXIT_OK) -> int
     return status
 
 
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Print ``text`` unless ``-q``: tables, notes, summaries."""
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def _where(text: str) -> None:
+    """Print where a command's results are: its last line of text, also under ``-q``."""
+    print(text)
+
+
+def _bars(args: argparse.Namespace) -> bool:
+    """Progress bars are drawn unless ``--no-progress`` or ``-q``."""
+    return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))
+
+
+def _setup_logging(verbosity: int) -> None:
+    """``-q`` (-1): errors only; default (0): warnings; ``-v`` (1): the library's info and timings
+    (logger ``unike_interp``) and transformers' and diffusers' info; ``-vv`` (2): debug."""
+    import logging
+
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=max(level, logging.INFO))
+    logging.getLogger("unike_interp").setLevel(level)
+    if verbosity < 0:
+        import warnings
+
+        warnings.filterwarnings("ignore")  # -q: the user asked for results and errors only
+    for module in ("transformers.utils.logging", "diffusers.utils.logging"):
+        try:
+            mod = __import__(module, fromlist=["set_verbosity"])
+            mod.set_verbosity(logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0 else logging.INFO)
+        except Exception:  # a library that is not installed logs nothing
+            pass
+
+
 def _folder(path: str, flag: str, what: str) -> Path:
     """``path`` as an existing folder, else a :class:`CLIError` saying what it is instead."""
     folder = Path(path)
@@ -70,9 +106,9 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
         problem = {"total": None, "valid": None, "invalid": 1, "problems": [exc.problem.to_dict()], "strict": True}
         return _finish(args, problem, EXIT_INVALID)
     summary = result.summary()
-    print(f"{args.path}: {summary['valid']} valid, {summary['invalid']} invalid, of {summary['total']} records")
     for p in result.problems:
-        print(f"  - {p}")
+        _say(args, f"  - {p}")
+    _where(f"{args.path}: {summary['valid']} valid, {summary['invalid']} invalid, of {summary['total']} records")
     return _finish(args, summary, EXIT_OK if result.ok else EXIT_INVALID)
 
 
@@ -92,12 +128,12 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     world = generate_world(seed=args.seed, n_subjects=args.subjects, text_only_fraction=args.text_only_fraction)
     out = write_unike(world.records, args.out)
     counts = world.counts()
-    print(f"wrote {counts['records']} records for {counts['subjects']} subjects to {out}")
     for key in ("per_source", "per_category", "per_split"):
-        print(f"  {key.replace('_', ' ') + ':':<14}" + ", ".join(f"{k} {v}" for k, v in counts[key].items()))
+        _say(args, f"  {key.replace('_', ' ') + ':':<14}" + ", ".join(f"{k} {v}" for k, v in counts[key].items()))
+    _where(f"wrote {counts['records']} records for {counts['subjects']} subjects to {out}")
     if args.world_out:
         world.save(args.world_out)
-        print(f"wrote the world description (subjects, facts, split) to {args.world_out}")
+        _where(f"wrote the world description (subjects, facts, split) to {args.world_out}")
     return _finish(args, {"path": str(out), "seed": args.seed, **counts})
 
 
@@ -117,7 +153,7 @@ def cmd_world_show(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
-    print(f"wrote a contact sheet of {n} renders ({args.subjects} subjects, every layout) to {out}")
+    _where(f"wrote a contact sheet of {n} renders ({args.subjects} subjects, every layout) to {out}")
     return _finish(args, {"path": str(out), "images": n, "size": list(sheet.size)})
 
 
@@ -138,8 +174,9 @@ def cmd_world_build(args: argparse.Namespace) -> int:
         if bad:
             raise CLIError(f"--pathways: unknown {', '.join(bad)}; known: {', '.join(known)}")
     manifest = build_world(args.out, config, device=resolve_device(args.device),
-                           pathways=tuple(args.pathways.split(",")) if args.pathways else None, progress=not args.no_progress)
-    print(f"world built in {args.out}: " + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items()))
+                           pathways=tuple(args.pathways.split(",")) if args.pathways else None, progress=_bars(args))
+    _say(args, "build time: " + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items()))
+    _where(f"world built in {args.out} (use it with --world {args.out})")
     return _finish(args, {"out": str(args.out), "seconds": manifest["seconds"], "total_seconds": manifest["total_seconds"],
                           "quick": args.quick, "seed": args.seed})
 
@@ -151,8 +188,8 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
     if args.world:
         _folder(args.world, "--world ", "a folder written by `unike world build`")
     result = evaluate_world(args.world, device=resolve_device(args.device), seed=args.seed,
-                            progress=not args.no_progress)
-    print(format_world_eval(result))
+                            progress=_bars(args), echo=lambda s: _say(args, s))
+    _where(format_world_eval(result))
     return _finish(args, result)
 
 
@@ -181,14 +218,17 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
         check_output_folder(args.out)
     if note := spec.protocol_note():
-        print(f"note: {note}")
-    result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=not args.no_progress,
+        print(f"note: {note}", file=sys.stderr)
+    result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=_bars(args),
                             echo=lambda s: None)
-    print(format_edit_result(result))
+    text = format_edit_result(result)
     if args.out:
+        _say(args, text)
         if result.get("deltas"):
-            print(f"wrote {len(result['deltas'])} weight deltas to {Path(args.out) / 'deltas'}")
-        print(f"wrote {Path(args.out) / 'edit_result.json'}")
+            _where(f"wrote {len(result['deltas'])} weight deltas to {Path(args.out) / 'deltas'}")
+        _where(f"wrote {Path(args.out) / 'edit_result.json'}")
+    else:
+        _where(text)  # no --out: the printed result is where the results are
     return _finish(args, result)
 
 
@@ -200,75 +240,71 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.aggregate import render_markdown
     from .bench.pipeline import run_bench
 
+    if args.out_moved is not None:
+        raise CLIError(f"the run folder is the first argument: `unike bench {args.out_moved} ...` (not --out)")
     spec = spec_from_args("bench", args)
-    out = args.out or _default_out(spec)
+    out = args.run or _default_out(spec)
     if args.workers is not None or args.ray_address is not None:
         from .bench.distributed import ClusterSettings, run_bench_distributed
 
         cluster = ClusterSettings(workers=2 if args.workers is None else args.workers, address=args.ray_address)
-        table = run_bench_distributed(spec, out, cluster, resume=args.resume, progress=not args.no_progress)
+        table = run_bench_distributed(spec, out, cluster, resume=args.resume, progress=_bars(args),
+                                      echo=lambda s: _say(args, s))
     else:
-        table = run_bench(spec, out, resume=args.resume, progress=not args.no_progress)
-    print(render_markdown(table))
-    print(f"run folder: {out} (table.md, table.csv, table.json, ledger.jsonl, images/, deltas/)")
+        table = run_bench(spec, out, resume=args.resume, progress=_bars(args), echo=lambda s: _say(args, s))
+    _say(args, render_markdown(table))
+    _where(f"run folder: {out} -- open {Path(out) / 'report.html'} in a browser (tables: table.md, table.csv, "
+           "table.json; per case: ledger.jsonl, images/; stored edits: deltas/)")
     return _finish(args, table)
+
+
+def _runs(runs: Sequence[str]) -> list[Path]:
+    """Each of ``runs`` as a run folder a reader can use, else a :class:`CLIError` naming it."""
+    from .bench.run_folder import RunFolder
+
+    return [RunFolder(_folder(r, "", "a run folder written by `unike bench`")).require().path for r in runs]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .bench.aggregate import render_markdown, render_side_by_side, report
 
     tables = {}
-    for run in args.runs:
-        _folder(run, "", "a run folder written by `unike bench`")
-        label = Path(run).name or str(run)
+    for run in _runs(args.runs):
+        label = run.name or str(run)
         while label in tables:  # two folders of the same name: tell them apart by their parents
-            label = f"{Path(run).resolve().parent.name}/{label}"
+            label = f"{run.resolve().parent.name}/{label}"
         tables[label] = report(run)
-    for run, table in zip(args.runs, tables.values()):
-        if len(args.runs) == 1:
-            print(render_markdown(table))
-        print(f"tables re-rendered: {Path(run) / 'table.md'} (and table.csv, table.json)")
-    if len(args.runs) > 1:
-        print()
-        print(render_side_by_side(tables))
+    if len(args.runs) == 1:
+        _say(args, render_markdown(tables[next(iter(tables))]))
+    else:
+        _say(args, render_side_by_side(tables))
+    for run in args.runs:
+        _where(f"re-rendered {Path(run) / 'report.html'} and {Path(run) / 'table.md'} (table.csv, table.json)")
     return _finish(args, tables[next(iter(tables))] if len(args.runs) == 1 else tables)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .bench.pipeline import run_bench
     from .interp.analyze import analyze_run, format_aucs, format_causal
-
-    if not args.run and not args.out:
-        raise CLIError("give --run DIR (a benchmark run) or --model/--editor/--cases with --out DIR")
-    if args.run and args.out:
-        raise CLIError("give --run DIR (analyse that run) or --out DIR (run the benchmark there first), not both")
-    if args.trace_cases < 0:
-        raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
     from .paths import check_output_folder
 
-    if args.analysis_out:
-        check_output_folder(args.analysis_out, "--analysis-out")
-    if args.run:
-        from .bench.run_folder import RunFolder
-
-        RunFolder(_folder(args.run, "--run ", "a run folder written by `unike bench`")).require()
-    run = Path(args.run or args.out)
-    if not args.run:
-        from .bench.run_folder import RunFolder
-
-        run_bench(spec_from_args("analyze", args), run, resume=RunFolder(run).ledger_path.exists(),
-                  progress=not args.no_progress)
-    summary = analyze_run(run, args.analysis_out, device=getattr(args, "device", None), reoptimize=args.reoptimize,
-                          progress=not args.no_progress, interventions=not args.no_interventions, probes=not args.no_probes,
+    if args.trace_cases < 0:
+        raise CLIError(f"--trace-cases must be >= 0, got {args.trace_cases}")
+    run = _runs([args.run])[0]
+    if args.out:
+        check_output_folder(args.out)
+    summary = analyze_run(run, args.out, device=args.device, reoptimize=args.reoptimize, progress=_bars(args),
+                          interventions=not args.no_interventions, probes=not args.no_probes,
                           trace_cases=args.trace_cases, trust_remote_code=args.trust_remote_code,
-                          figures=not args.no_figures)
-    print(f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} ({summary['edits']} edits, "
-          f"recorded in {summary['record_seconds']:.1f} s): {summary['hdf5']}")
-    print(format_aucs(summary))
+                          figures=not args.no_figures, echo=lambda s: _say(args, s))
+    _say(args, f"analysed {summary['n_cases']} cases of {summary['model']} x {summary['editor']} "
+               f"({summary['edits']} edits, recorded in {summary['record_seconds']:.1f} s)")
+    _say(args, format_aucs(summary))
     if causal := format_causal(summary):
-        print(causal)
-    for fig in summary.get("figures", []) or []:
-        print(f"figure: {fig}")
+        _say(args, causal)
+    analysis = Path(summary["hdf5"]).parent
+    figures = summary.get("figures") or []
+    _where(f"analysis: {analysis} (activations.h5, stats.json"
+           + (f", {len(figures) // 2} figures in figures/" if figures else "") + f"); open {summary['report']}")
     return _finish(args, summary)
 
 
@@ -278,7 +314,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models.registry import format_requirements, model_requirements
 
     models = model_requirements()
-    print(format_requirements(models))
+    _where(format_requirements(models))
     return _finish(args, models)
 
 
@@ -287,7 +323,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(args.out, seed=args.seed, world=args.world, device=args.device, models=tuple(args.models.split(",")),
                        editor=args.editor, cases=args.cases, world_eval=not args.no_world_eval,
-                       progress=not args.no_progress)
+                       progress=_bars(args), echo=lambda s: _say(args, s))
+    _where(f"demo results: {summary['results']}")
     return _finish(args, summary, EXIT_OK if summary["ok"] else EXIT_INVALID)
 
 
@@ -342,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
         sp.add_argument("--debug", action="store_true",
                         help="on an unexpected error, show Python's traceback instead of one line")
+        sp.add_argument("-q", "--quiet", action="store_true",
+                        help="print only where the results are, and errors (no bars, tables or warnings)")
+        sp.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail: -v the library's steps and timings, -vv debug")
         for key in common:
             flags, kw = _COMMON[key]
             sp.add_argument(*flags, **kw)
@@ -382,10 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-deltas", action="store_true",
                    help="also write each evaluation point's weight delta under OUT/deltas (safetensors + JSON)")
 
+    run_help = "a run folder (written by `unike bench`)"
     p = add(sub, "bench", cmd_bench, "the benchmark: edit, text metrics, reasoning, direct and reasoning images, VQA, table")
+    p.add_argument("run", nargs="?", metavar="RUN",
+                   help="the run folder to write (or continue with --resume); default "
+                        "runs/bench/<model>-<editor>-<protocol>-s<seed>")
     _run_flags(p, "bench")
-    p.add_argument("--out", help="run folder (default runs/bench/<model>-<editor>-<protocol>-s<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (after a crash or kill)")
+    p.add_argument("--out", dest="out_moved", help=argparse.SUPPRESS)  # the run folder is RUN: a clear error
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN (after a crash or kill)")
     p.add_argument("--workers", type=int, default=None,
                    help="spread the batches over N Ray actors, one model replica each (one GPU each where the "
                         "cluster has GPUs); needs `pip install 'unike-interp[ray]'` (default: one process, no Ray)")
@@ -394,12 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "a private one on 127.0.0.1 (default: private; with --workers 2 where --workers is not given)")
 
     p = add(sub, "analyze", cmd_analyze, "replay each stored edit of a run, record both pathways before/after; "
-                                         "gap statistics, AUCs, figures")
-    p.add_argument("--run", help="a benchmark run folder (written by `unike bench`)")
-    p.add_argument("--analysis-out", help="where the HDF5, stats.json and figures go (default RUN/analysis)")
+                                         "gap statistics, AUCs, causal analyses, figures", "device", "no_progress")
+    p.add_argument("run", metavar="RUN", help=run_help)
+    p.add_argument("--out", help="where the HDF5, stats.json and figures go (default: RUN/analysis)")
     p.add_argument("--reoptimize", action="store_true",
                    help="run the editor again instead of replaying stored deltas (runs that stored none)")
-    p.add_argument("--out", help="without --run: the run folder of the benchmark run analyze makes first")
     p.add_argument("--no-interventions", action="store_true",
                    help="skip the conditioning interventions, the subject-state swap and the tracing (default: run them "
                         "where the model can draw from a given conditioning)")
@@ -411,12 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "fitted over every core); the probe columns are then absent (default: run them)")
     p.add_argument("--trace-cases", type=int, default=20,
                    help="cases the cross-modal causal tracing traces, those whose image moved most (0: none)")
-    _run_flags(p, "analyze")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="Ovis-U1: run the model code shipped in its checkpoint folder, as the run did (read it first)")
 
     add(sub, "models", cmd_models, "the models `--model` accepts, and what each needs")
-    p = add(sub, "report", cmd_report, "re-render benchmark runs' tables from their ledgers; with several runs, "
-                                       "also one table of them side by side")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `unike bench`")
+    p = add(sub, "report", cmd_report, "re-render runs' tables and report.html from their ledgers; with several "
+                                       "runs, also one table of them side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (written by `unike bench`)")
 
     p = add(sub, "demo", cmd_demo, "run the main job on SynthWorld", "seed", "world", "device", "no_progress")
     p.add_argument("--out", default="runs/demo", help="output folder")
@@ -437,7 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args([target, "--help"])
         parser.print_help()
         return EXIT_USAGE
-    if getattr(args, "no_progress", False):
+    if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
+        parser.exit(EXIT_USAGE, "unike: error: give -q or -v, not both\n")
+    _setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    if not _bars(args):
         from .progress import quiet_third_party_bars
 
         quiet_third_party_bars()

@@ -43,6 +43,9 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, world: str | None 
     if summary["world_eval"] is not None or not world_eval:
         summary["bench"] = _bench(out, world=world, device=device, seed=seed, models=models, editor=editor,
                                   cases=cases, progress=progress, echo=echo)
+    reports = [str(out / "bench" / f"{m}-{editor}" / "report.html") for m in models] if summary.get("bench") else []
+    summary["results"] = (f"{out} (table: {out / 'bench' / 'summary.md'}; pages: {', '.join(reports)})" if reports
+                          else str(out))
     return summary
 
 
@@ -57,7 +60,7 @@ def _world_eval(out: Path, world: str | None, device: str, seed: int, echo, prog
     world_dir = Path(world) if world else default_world_dir()
     dev = resolve_device(device)
     try:
-        result = evaluate_world(world_dir, device=dev, progress=progress)
+        result = evaluate_world(world_dir, device=dev, progress=progress, echo=echo)
     except WorldNotBuiltError as exc:
         echo(f"no trained SynthWorld model to evaluate ({exc}); skipping the model part of the demo")
         return None
@@ -65,20 +68,30 @@ def _world_eval(out: Path, world: str | None, device: str, seed: int, echo, prog
     echo(f"  text recall {result['text_recall']}, reasoning recall {result['reasoning_recall']}")
     for key in ("image_accuracy", "image_accuracy_text_only"):
         echo(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in result[key].items()))
-    images, labels = [], []
+    from .judges.verifier import VerifierJudge
+
+    images, labels, marks = [], [], []
     adapters = [load_model(n, world_dir=world_dir, device=dev) for n in VARIANTS]
+    judge = VerifierJudge.from_world(world_dir, device=dev)
     records = adapters[0].records()
     synth = adapters[0].world
     for rec in records[:12]:
         subj = synth.subject(rec.subject)
         images.append(render(subj.scene("single")))
-        labels.append(f"{subj.name}\ntruth ({subj.split})")
+        labels.append(f"{subj.name}\ntruth ({subj.split})\n{rec.category}: {rec.stage_1.gt}")
+        marks.append(None)
         for m in adapters:
-            images.append(m.generate_images([rec.stage_1.image_prompt], seed=seed)[0])
-            labels.append(f"{subj.name}\n{m.name}")
+            image = m.generate_images([rec.stage_1.image_prompt], seed=seed)[0]
+            verdict = judge.judge(image, rec, "stage_1", target=rec.stage_1.gt)
+            images.append(image)
+            labels.append(f"{subj.name}\n{m.name}\n{'sees' if verdict.verdict else 'reads'} {verdict.predicted}")
+            marks.append(verdict.verdict)
     path = out / "generated.png"
-    contact_sheet(images, labels, columns=8, scale=4).save(path)
-    echo(f"wrote renders and each pathway's images of 12 subjects to {path}")
+    title = ("Unedited model. Each subject: its render (truth; the record's category and value), then what each "
+             "pathway draws from the image prompt.\nFrame: green = the verifier reads the true value in the "
+             "image, red = it reads another (named in the label).")
+    contact_sheet(images, labels, columns=8, scale=4, marks=marks, title=title).save(path)
+    echo(f"wrote renders and each pathway's images of 12 subjects, judged, to {path}")
     return {k: v for k, v in result.items() if k not in ("image_details", "reasoning_examples")} | {
         "generated_sheet": str(path)}
 
@@ -102,10 +115,10 @@ def _bench(out: Path, *, world, device, seed, models, editor, cases, progress, e
     summary = demo_summary(tables)
     (out / "bench" / "summary.md").write_text(summary, encoding="utf-8")
     echo(summary)
-    echo(f"results: {out / 'bench' / 'summary.md'} (this table); each model's run folder "
-         f"{out / 'bench'}/<model>-{editor}/ holds table.md, ledger.jsonl and images/<case>/; "
-         f"look at a run's images with `unike report {out / 'bench' / (models[0] + '-' + editor)}` "
-         f"and explain it with `unike analyze --run` on the same folder")
+    first = out / "bench" / f"{models[0]}-{editor}"
+    echo(f"each model's run folder {out / 'bench'}/<model>-{editor}/ holds report.html (every case's images and "
+         f"verdicts; open it in a browser), table.md, ledger.jsonl and images/; explain a run with "
+         f"`unike analyze {first}`")
     return {m: {"overall": t["main"].get("overall"), "locality": t["locality"]} for m, t in tables.items()}
 
 

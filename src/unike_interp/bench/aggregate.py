@@ -256,13 +256,15 @@ def render_csv(t: dict) -> str:
 
 
 def write_tables(t: dict, out: str | Path) -> None:
-    """``table.md``, ``table.csv`` and ``table.json`` of the run folder ``out``."""
+    """``table.md``, ``table.csv``, ``table.json`` and the page ``report.html`` of the run folder ``out``."""
+    from .html_report import write_html_report
     from .run_folder import RunFolder
 
     folder = RunFolder(out)
     folder.table_path("md").write_text(render_markdown(t), encoding="utf-8")
     folder.table_path("csv").write_text(render_csv(t), encoding="utf-8")
     folder.table_path("json").write_text(json.dumps(t, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_html_report(folder.path, t)
 
 
 def report(run_dir: str | Path) -> dict:

@@ -118,3 +118,44 @@ def parse_entry(d: dict, where: str = "ledger") -> CaseEntry | PointEntry:
     ref = d.get("delta")
     return PointEntry(int(d["batch"]), list(d["cases"]), d.get("text_locality", []), d.get("image_locality", []),
                       DeltaRef(ref["path"], ref["sha256"]) if ref else None, d.get("worker"))
+
+
+#: Post-edit images of a stage and their column prefix.
+_IMAGE_PREFIX = {"direct": "direct", "reasoning_image": "reasoning"}
+
+
+def _verdict_columns(prefix: str, v: dict | None) -> dict:
+    v = v or {}
+    return {f"{prefix}_verdict": v.get("verdict"), f"{prefix}_predicted": v.get("predicted"),
+            f"{prefix}_confidence": v.get("confidence"), f"{prefix}_judge_error": v.get("error")}
+
+
+def case_rows(entries) -> list[dict]:
+    """One flat dict per case and stage of the ledger's case entries (the columns of
+    :attr:`unike_interp.results.RunResults.cases`; ``old``/``new``: the values the judge looks for)."""
+    rows = []
+    for e in entries:
+        if getattr(e, "type", None) != "case":
+            continue
+        for stage, st in e.stages.items():
+            pre, post, rs = st.get("pre") or {}, st.get("post") or {}, st.get("reasoning") or {}
+            row = {"case_id": e.case_id, "stage": stage, "subject": e.subject, "category": e.category,
+                   "source": e.source, "split": e.split, "batch": e.batch, "guard_error": e.guard_error,
+                   "old": (pre.get("vqa_gt") or {}).get("target"), "new": (pre.get("vqa_target") or {}).get("target"),
+                   "pre_top1_new": pre.get("top1_new"), "pre_top1_old": pre.get("top1_old"),
+                   "pre_image": pre.get("image"), "pre_generation_error": pre.get("generation_error"),
+                   **_verdict_columns("pre_vqa_old", pre.get("vqa_gt")),
+                   **_verdict_columns("pre_vqa_new", pre.get("vqa_target")),
+                   "post_top1_new": post.get("top1_new"), "post_top1_old": post.get("top1_old"),
+                   "post_p_new_gt_old": post.get("p_new_gt_old"), "post_full_new": post.get("full_new"),
+                   "reasoning_text": rs.get("text"), "reasoning_caption": rs.get("caption"),
+                   "reasoning_prompt": rs.get("prompt"), "reasoning_failure": rs.get("failure"),
+                   "reasoning_states_new": rs.get("states_target"), "reasoning_states_old": rs.get("states_old")}
+            for key, prefix in _IMAGE_PREFIX.items():
+                im = st.get(key) or {}
+                row[f"{prefix}_image"] = im.get("image")
+                row[f"{prefix}_generation_error"] = im.get("generation_error")
+                row.update(_verdict_columns(prefix, im.get("vqa")))
+                row[f"{prefix}_success"] = (im.get("vqa") or {}).get("verdict") is True if im else None
+            rows.append(row)
+    return rows

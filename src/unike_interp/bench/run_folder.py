@@ -8,6 +8,7 @@
     <run>/images/<case>/<stage>-{pre,direct,reasoning}.png
     <run>/deltas/point_<k>.{safetensors,json}   the weight delta of evaluation point k (hash in the ledger)
     <run>/table.{md,csv,json}
+    <run>/report.html       the run as one static page (:mod:`.html_report`)
     <run>/analysis/         what `unike analyze` writes (activations.h5, stats.json, figures/)
 
 ``unike bench`` writes it, ``unike report`` re-renders its tables, ``unike analyze`` replays its
@@ -82,6 +83,7 @@ class RunFolder:
     images_dir = property(lambda self: self.path / "images")
     deltas_dir = property(lambda self: self.path / "deltas")
     analysis_dir = property(lambda self: self.path / "analysis")
+    report_path = property(lambda self: self.path / "report.html")
 
     def table_path(self, fmt: str) -> Path:
         """``table.md`` / ``table.csv`` / ``table.json``."""
@@ -116,13 +118,13 @@ class RunFolder:
             raise RunFolderError(f"{self.path}: nothing to resume (no run was started there); drop --resume to start one")
         if self.has_run() and not resume:
             raise RunFolderError(f"{self.path} already holds a run ({self.ledger_path.name}); pass --resume to continue "
-                                 "it or choose another --out")
+                                 "it or choose another run folder")
 
     def require(self) -> "RunFolder":
         """Raise unless this is a run folder a reader can use (config.json and ledger.jsonl)."""
         if not self.config_path.exists() or not self.ledger_path.exists():
             raise FileNotFoundError(f"{self.path} is not a benchmark run folder (needs config.json and ledger.jsonl); "
-                                    f"run `unike bench --out {self.path}` first")
+                                    f"run `unike bench {self.path}` first")
         fmt = self.resolved().get("format")
         if fmt not in READABLE_FORMATS:
             raise RunFolderError(f"{self.config_path}: run format {fmt!r}; this version reads {', '.join(READABLE_FORMATS)}")

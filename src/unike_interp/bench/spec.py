@@ -25,9 +25,9 @@ MODEL_OPTIONS = {"pipeline_kwargs", "device_map", "trust_remote_code"}
 #: Fields that may change between a run and its resume (where it runs, not what it computes).
 VOLATILE_FIELDS = ("device", "cache_dir")
 
-BENCH, EDIT, ANALYZE = "bench", "edit", "analyze"
-_ALL = (BENCH, EDIT, ANALYZE)
-_RUN = (BENCH, ANALYZE)
+BENCH, EDIT = "bench", "edit"
+_ALL = (BENCH, EDIT)
+_RUN = (BENCH,)
 
 
 def _opt(default, help: str, flags: tuple[str, ...] = (), commands: tuple[str, ...] = _ALL, **kw):
@@ -176,7 +176,6 @@ class RunSpec:
 COMMAND_DEFAULTS = {
     EDIT: {"editor": "rome", "text_locality_probes": 256},
     BENCH: {},
-    ANALYZE: {},
 }
 
 

@@ -58,6 +58,9 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
         from .plots import render_all
 
         summary["figures"] = render_all(out, run)
+    from ..bench.html_report import write_html_report
+
+    summary["report"] = str(write_html_report(run, analysis_dir=out))
     return summary
 
 

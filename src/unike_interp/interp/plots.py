@@ -572,7 +572,8 @@ def render(stats: dict | None, table: dict | None, out_dir: str | Path, *, names
     """Every figure (or ``names``) into ``out_dir``; absent data -> skipped with its reason.
 
     A figure that fails otherwise is also listed as skipped (``error: ...``) unless ``strict``.
-    Writes ``out_dir/index.json`` (``written``, ``skipped``).
+    Writes ``out_dir/index.json`` (``written``, ``skipped``, and the ``titles`` of the written figures,
+    which the run's ``report.html`` shows as captions).
     """
     res = RenderResult()
     out = Path(out_dir)
@@ -590,8 +591,11 @@ def render(stats: dict | None, table: dict | None, out_dir: str | Path, *, names
         if echo and name in res.skipped:
             echo(f"[figures] skipped {name}: {res.skipped[name]}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.json").write_text(json.dumps({"written": [Path(p).name for p in res.written],
-                                                "skipped": res.skipped}, indent=1) + "\n", encoding="utf-8")
+    titles = {f.name: f.title for f in R.FIGURES}
+    written = [Path(p).name for p in res.written]
+    (out / "index.json").write_text(json.dumps({"written": written, "skipped": res.skipped,
+                                                "titles": {n: titles[n] for n in titles if f"{n}.png" in written}},
+                                               indent=1) + "\n", encoding="utf-8")
     return res
 
 

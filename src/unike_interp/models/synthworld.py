@@ -263,8 +263,9 @@ def evaluate_world(
         text_only = image_metrics(adapter, files.world, files.verifier, seed=seed, split="text-only", bar=bar)
         if i == len(pathways) - 1:
             bar.close()
-            echo("[eval] text recall and reasoning ...")
-            out.update(text_metrics(adapter, files.world))
+            with tqdm(total=len(files.world.records), desc="world eval: text recall and reasoning", unit="record",
+                      disable=not progress) as text_bar:
+                out.update(text_metrics(adapter, files.world, bar=text_bar))
         out["image_accuracy"][pathway] = seen["accuracy"]
         out["image_accuracy_text_only"][pathway] = text_only["accuracy"]
         out["image_details"][pathway] = {

@@ -29,7 +29,9 @@ def _rate(hits: int, n: int) -> float | None:
 
 
 @torch.no_grad()
-def text_metrics(adapter, world, progress: bool = True) -> dict:
+def text_metrics(adapter, world, *, bar=None, chunk: int = 32) -> dict:
+    """Text and reasoning recall of ``world``'s records through ``adapter``. ``bar``: a tqdm bar over
+    the records, moved by each chunk of ``chunk`` reasonings (the bulk of the time)."""
     from ..data.synthworld import CATEGORIES
     from ..data.synthworld.corpus import reasoning_prompt, recall_sentence, parse_caption, describe
 
@@ -52,7 +54,11 @@ def text_metrics(adapter, world, progress: bool = True) -> dict:
     all_top1 = (adapter.next_token_logits(all_prompts).argmax(-1) == torch.tensor(all_first)).numpy()
 
     rprompts = [reasoning_prompt(r.stage_1.image_prompt, r.subject, r.category) for r in recs]
-    reasons = adapter.generate_text(rprompts, max_new_tokens=96)
+    reasons = []
+    for i in range(0, len(rprompts), chunk):
+        reasons += adapter.generate_text(rprompts[i:i + chunk], max_new_tokens=96)
+        if bar is not None:
+            bar.update(len(rprompts[i:i + chunk]))
     stated, exact = [], []
     for r, text in zip(recs, reasons):
         subj = world.subject(r.subject)

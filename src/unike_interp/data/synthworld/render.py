@@ -319,23 +319,39 @@ def contact_sheet(
     columns: int = 8,
     scale: int = 4,
     label_height: int = 34,
+    marks: Iterable[bool | None] | None = None,
+    title: str | None = None,
 ):
-    """A labelled grid of images as a PIL image (each image upscaled ``scale`` x, nearest)."""
+    """A labelled grid of images as a PIL image (each image upscaled ``scale`` x, nearest).
+
+    ``labels``: up to three lines per image; a line wider than its cell ends in "~" (cut, not
+    hidden). ``marks``: per image True (a green frame), False (a red frame) or None (none), e.g.
+    a judge's verdict. ``title``: lines written above the grid (what the rows, labels and frames mean).
+    """
     from PIL import Image, ImageDraw
 
     images, labels = list(images), list(labels)
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    marks = list(marks) if marks is not None else [None] * len(images)
+    if not (len(images) == len(labels) == len(marks)):
+        raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(marks)} marks: give one of each per image")
     if not images:
         raise ValueError("contact_sheet needs at least one image")
     h, w = images[0].shape[:2]
     cw, ch = w * scale, h * scale + label_height
     rows = (len(images) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * cw, rows * ch), (255, 255, 255))
+    head = 12 * len(title.split("\n")) + 6 if title else 0
+    sheet = Image.new("RGB", (columns * cw, head + rows * ch), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for i, (im, lab) in enumerate(zip(images, labels)):
-        x, y = (i % columns) * cw, (i // columns) * ch
+    chars = max(cw // 6, 2)  # Pillow's default bitmap font is 6 px per character
+    for n, line in enumerate((title or "").split("\n") if title else []):
+        draw.text((3, 3 + 12 * n), line, fill=(0, 0, 0))
+    for i, (im, lab, mark) in enumerate(zip(images, labels, marks)):
+        x, y = (i % columns) * cw, head + (i // columns) * ch
         sheet.paste(Image.fromarray(im).resize((cw, h * scale), Image.NEAREST), (x, y))
+        if mark is not None:
+            draw.rectangle([x, y, x + cw - 1, y + h * scale - 1], outline=(0, 150, 60) if mark else (210, 30, 30),
+                           width=max(scale // 2, 2))
         for n, line in enumerate(lab.split("\n")[:3]):
-            draw.text((x + 2, y + h * scale + 1 + 11 * n), line[: cw // 6], fill=(0, 0, 0))
+            text = line if len(line) <= chars else line[: chars - 1] + "~"
+            draw.text((x + 2, y + h * scale + 1 + 11 * n), text, fill=(0, 0, 0))
     return sheet
