@@ -110,3 +110,24 @@ def test_interp_exports_what_a_notebook_needs():
     assert set(interp.__all__) <= set(dir(interp))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         interp.nope  # noqa: B018
+
+
+def test_quiet_prints_only_where_results_are_and_verbose_logs_steps(tmp_path, capsys, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("UNIKE_CACHE_DIR", str(tmp_path / "cache"))
+    edit = ["--cases", "1", "--text-locality", "2", "--set", "stats_samples=3000", "--set", "n_prefixes=2",
+            "--device", "cpu"]
+    out = tmp_path / "e"
+    with caplog.at_level(logging.INFO, logger="unike_interp"):
+        assert main(["edit", *edit, "--out", str(out), "-v", "--no-progress"]) == 0
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("unike_interp")]
+    assert any(m.startswith("loaded toy-direct on cpu") for m in logged)
+    assert any("key statistics of layer(s)" in m and "computed in one pass" in m for m in logged)
+    assert any(": edit of 1 case(s) took" in m for m in logged)
+    capsys.readouterr()
+    assert main(["edit", *edit, "--out", str(tmp_path / "q"), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines() == [f"wrote {tmp_path / 'q' / 'edit_result.json'}"]
+    assert captured.err == ""  # no bar, no note, no warning
+    assert main(["models", "-q", "-v"]) == 2

@@ -58,8 +58,8 @@ def _bars(args: argparse.Namespace) -> bool:
 
 
 def _setup_logging(verbosity: int) -> None:
-    """``-q`` (-1): errors only; default (0): warnings; ``-v`` (1): the library's info and timings
-    (logger ``unike_interp``) and transformers' and diffusers' info; ``-vv`` (2): debug."""
+    """``-q`` (-1): errors only; default (0): warnings; ``-v`` (1): the library's steps and timings
+    (logger ``unike_interp``); ``-vv`` (2): the library's debug lines and transformers' and diffusers' info."""
     import logging
 
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
@@ -72,7 +72,7 @@ def _setup_logging(verbosity: int) -> None:
     for module in ("transformers.utils.logging", "diffusers.utils.logging"):
         try:
             mod = __import__(module, fromlist=["set_verbosity"])
-            mod.set_verbosity(logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0 else logging.INFO)
+            mod.set_verbosity(logging.ERROR if verbosity < 0 else logging.WARNING if verbosity < 2 else logging.INFO)
         except Exception:  # a library that is not installed logs nothing
             pass
 
@@ -483,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
-        parser.exit(EXIT_USAGE, "unike: error: give -q or -v, not both\n")
+        print("unike: error: give -q or -v, not both", file=sys.stderr)
+        return EXIT_USAGE
     _setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     if not _bars(args):
         from .progress import quiet_third_party_bars

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 
@@ -308,12 +312,17 @@ def layer_second_moments(adapter, layers: Sequence[int], *, texts: Sequence[str]
             out[layer] = (hit, meta)
         else:
             todo[layer] = meta
+    if out:
+        log.info("key statistics of layer(s) %s from the cache (%s)", sorted(out), cache.root)
     if todo:
+        t0 = time.perf_counter()
         values, _ = second_moments(adapter, [m["module"] for m in todo.values()], texts, samples,
                                    dtype=getattr(torch, dtype), progress=progress)
         for layer, meta in todo.items():
             cache.put(meta, values[meta["module"]])
             out[layer] = (values[meta["module"]], meta)
+        log.info("key statistics of layer(s) %s computed in one pass over %d samples: %.1f s (cached in %s)",
+                 sorted(todo), samples, time.perf_counter() - t0, cache.root)
     return {layer: out[layer] for layer in layers}
 
 

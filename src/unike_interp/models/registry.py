@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,6 +33,8 @@ from .ovis_u1 import load_ovis_u1
 from .synthworld import VARIANTS as SYNTHWORLD_VARIANTS
 from .synthworld import load_synthworld
 from .textenc_dit import PRESETS, load_textenc_dit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,10 @@ def load_model(
     chosen = {k: options[k] for k in family.options}
     if "trust_remote_code" in chosen:
         chosen["trust_remote_code"] = bool(trust_remote_code)
-    return for_inference(family.load(name=name, device=device, dtype=dtype, **where, **chosen))
+    t0 = time.perf_counter()
+    adapter = for_inference(family.load(name=name, device=device, dtype=dtype, **where, **chosen))
+    log.info("loaded %s on %s in %s: %.1f s", name, device, dtype, time.perf_counter() - t0)
+    return adapter
 
 
 def for_inference(adapter):
