@@ -52,3 +52,16 @@ def adapter():
     from unike_interp.models import load_model
 
     return load_model("toy-direct")
+
+
+def pytest_configure(config):
+    """Log every `unike` command the suite runs (scripts/readme_commands.py --check reads it), unless
+    the caller chose a log already; subprocesses inherit the variable."""
+    import os
+    from pathlib import Path
+
+    if "UNIKE_ARGV_LOG" not in os.environ:
+        log = Path(config.rootpath) / ".pytest_cache" / "unike-argv.jsonl"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        os.environ["UNIKE_ARGV_LOG"] = str(log)

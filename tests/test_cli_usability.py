@@ -78,12 +78,17 @@ def test_bench_shows_cases_with_an_eta_and_report_puts_runs_side_by_side(tmp_pat
     out, err = capsys.readouterr()
     assert "1.0/1 cases" in err and "<" in err  # the bar counts cases and shows the time left
     assert f"run folder: {a}" in out
-    b = tmp_path / "b"
-    shutil.copytree(a, b)
+    b = tmp_path / "b"  # another editor, aimed at the image too
+    assert main(["bench", str(b), "--editor", "memit", "--set", "modality_aware=true", *TINY, "-q"]) == 0
+    assert capsys.readouterr().out.startswith(f"run folder: {b}")
     assert main(["report", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert f"{a / 'table.md'}" in out and f"{b / 'table.md'}" in out
-    assert "| a | rome | 1 |" in out and "| b | rome | 1 |" in out
+    assert f"{a / 'report.html'}" in out and f"{b / 'table.md'}" in out
+    assert "| a | rome | 1 |" in out and "| b | memit | 1 |" in out
+    c = tmp_path / "c" / "a"  # the same name in another folder: told apart by its parent
+    shutil.copytree(a, c)
+    assert main(["report", str(a), str(c)]) == 0
+    assert "| c/a | rome | 1 |" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nope")]) == 2
 
 

@@ -143,3 +143,9 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
     again = json.loads((run / "analysis" / "stats.json").read_text())
     assert again["summary"]["probes"] == {"skipped": "not run (--no-probes)"}
     assert "probe_p_new" not in next(iter(again["per_case"].values()))
+    # --out: the analysis elsewhere; the run folder's own analysis is left as it was
+    elsewhere = tmp_path / "recordings"
+    assert main(["analyze", str(run), "--no-interventions", "--no-probes", "--no-figures", "--out", str(elsewhere),
+                 "--no-progress"]) == 0
+    assert (elsewhere / "activations.h5").exists() and (elsewhere / "stats.json").exists()
+    assert json.loads((run / "analysis" / "stats.json").read_text()) == again

@@ -531,3 +531,27 @@ def test_vlm_plain_prompt_without_chat_template(tiny_vlm_dir, record, image, mon
 def test_registry_builds_vlm(tiny_vlm_dir):
     judge = make_judge("vlm", device="cpu", options={"path": str(tiny_vlm_dir), "max_new_tokens": 4})
     assert judge.name == "vlm" and judge.max_new_tokens == 4
+
+
+def test_bench_with_the_openai_judge_from_the_command_line(stub, tmp_path, monkeypatch, capsys):
+    """`unike bench --judge openai` end to end on the stub: every image judged by HTTP, the key read
+    from the environment and found in no file of the run folder and nowhere in the output."""
+    from unike_interp.cli import main
+
+    monkeypatch.setenv(ENV, KEY)
+    monkeypatch.setenv("UNIKE_CACHE_DIR", str(tmp_path / "cache"))
+    stub.push(*[("reply", json.dumps(GOOD_REPLY))] * 64)
+    run = tmp_path / "run"
+    argv = ["bench", str(run), "--judge", "openai", "--judge-option", f"base_url={stub.base_url}",
+            "--judge-option", "model=stub-vl", "--editor", "rome", "--cases", "1", "--image-locality", "0",
+            "--text-locality", "2", "--bootstrap", "10", "--sample-steps", "4", "--set", "stats_samples=3000",
+            "--set", "n_prefixes=2", "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    table = json.loads((run / "table.json").read_text())
+    n_images = table["n_items"] * 4  # pre-edit against old and new, direct, reasoning
+    assert len(stub.requests) == n_images and table["counts"]["judge_errors"] == 0
+    assert all(r["headers"]["Authorization"] == f"Bearer {KEY}" for r in stub.requests)
+    assert KEY not in out + err
+    assert_no_key(files=[p for p in run.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".md", ".csv",
+                                                                                    ".html")])

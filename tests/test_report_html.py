@@ -12,7 +12,7 @@ from unike_interp.bench.run_folder import RunFolder
 from unike_interp.cli import main
 from unike_interp.testing.browser import browser_or_reason, open_browser
 
-RUN = ["--editor", "rome", "--cases", "4", "--image-locality", "0", "--text-locality", "2", "--bootstrap", "10",
+RUN = ["--editor", "rome", "--compose", "prepend", "--cases", "4", "--image-locality", "0", "--text-locality", "2", "--bootstrap", "10",
        "--sample-steps", "4", "--set", "stats_samples=3000", "--set", "n_prefixes=2", "--device", "cpu", "--no-progress"]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -473,6 +474,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    status: int | None = None
+    try:
+        status = _main(argv)
+        return status
+    except SystemExit as exc:  # --help, --version, a usage error
+        status = int(exc.code or 0) if isinstance(exc.code, (int, type(None))) else EXIT_USAGE
+        raise
+    finally:
+        if log := os.environ.get("UNIKE_ARGV_LOG"):  # which commands ran: scripts/readme_commands.py reads it
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"argv": argv, "status": status}) + "\n")
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
