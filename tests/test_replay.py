@@ -94,7 +94,7 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
         assert any(not np.array_equal(pre[n], got[n]) for n in got if n.startswith("text."))  # the edit is there
 
     # the same run as data: DataFrames joined on case id, activations as a labelled array
-    from unike_interp.results import activations, load_run
+    from unike_interp.results import activations, load_run, recorded_sites
 
     res = load_run(run)
     entries = folder.case_entries()
@@ -116,6 +116,14 @@ def test_analyze_replays_the_judged_model_without_an_editor(adapter, tmp_path, m
     cid = str(da.case.values[0])
     want = store.read(cid, "post", "direct")["cond.tensor"]
     np.testing.assert_array_equal(da.sel(case=cid, state="post").values[:want.shape[0], :want.shape[1]], want)
+    assert str(da.prompt_kind.values) == "direct" and da.name == "cond.tensor"
+    every = activations(run, "cond.tensor", kind=None)  # every prompt kind: one more named dimension
+    assert every.dims == ("case", "state", "prompt_kind", "position", "channel")
+    assert list(every.prompt_kind.values)[:1] == ["direct"] and "ref_new" in every.prompt_kind.values
+    want = store.read(cid, "pre", "ref_new")["cond.tensor"]
+    np.testing.assert_array_equal(every.sel(case=cid, state="pre", prompt_kind="ref_new").values[:want.shape[0],
+                                                                                                 :want.shape[1]], want)
+    assert "cond.tensor" in recorded_sites(run) and all(not n.startswith("_") for n in recorded_sites(run))
     with pytest.raises(KeyError, match="no site 'nope'"):
         activations(run, "nope")
 

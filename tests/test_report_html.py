@@ -100,9 +100,21 @@ def test_a_headless_browser_renders_the_table_the_images_and_the_filters(run, tm
         category = stage1[0]["category"]
         assert shown_after(category=category) == sum(r["category"] == category for r in stage1)
         assert shown_after(category="", stage="") == len(rows)
-        assert shown_after(stage="stage_1", outcome="direct-miss") == sum(r["direct_verdict"] is not True for r in stage1)
-        assert shown_after(outcome="gap") == sum(r["post_top1_new"] is True and r["direct_verdict"] is not True
-                                                  for r in stage1)
+        def errored(r):
+            return any(r[k] for k in ("pre_generation_error", "direct_generation_error", "reasoning_generation_error")) \
+                or any(r[f"{p}_verdict"] is None and r[f"{p}_judge_error"] for p in ("direct", "reasoning"))
+
+        expected = {  # each outcome filter, counted from the ledger's rows
+            "gap": lambda r: r["post_top1_new"] is True and r["direct_verdict"] is not True,
+            "direct-hit": lambda r: r["direct_verdict"] is True, "direct-miss": lambda r: r["direct_verdict"] is not True,
+            "reasoning-hit": lambda r: r["reasoning_verdict"] is True,
+            "reasoning-miss": lambda r: r["reasoning_verdict"] is not True,
+            "text-miss": lambda r: r["post_top1_new"] is not True, "error": errored}
+        assert set(expected) == set(OUTCOMES)
+        for outcome, rule in expected.items():
+            for stage, subset in (("stage_1", stage1), ("", rows)):
+                assert shown_after(stage=stage, outcome=outcome) == sum(map(rule, subset)), (outcome, stage)
+        assert sum(map(expected["direct-hit"], rows)) + sum(map(expected["direct-miss"], rows)) == len(rows)
         assert set(OUTCOMES) == set(js("return [].map.call(document.querySelectorAll('#f-outcome option'), "
                                        "o => o.value).filter(v => v)"))
         # The analysis figure shows with its title.

@@ -22,7 +22,7 @@ import numpy as np
 from .bench.entries import case_rows
 from .bench.run_folder import RunFolder
 
-__all__ = ["RunResults", "load_run", "activations", "case_rows"]
+__all__ = ["RunResults", "load_run", "activations", "recorded_sites", "case_rows"]
 
 
 @dataclass
@@ -70,14 +70,35 @@ def load_run(path: str | Path) -> RunResults:
     return RunResults(folder.path, table, cases, stats, points)
 
 
-def activations(path: str | Path, site: str, *, kind: str = "direct", states=("pre", "post")):
-    """One recorded site of every analysed case as an ``xarray.DataArray``.
+def _h5(path: str | Path) -> Path:
+    path = Path(path)
+    h5 = path if path.suffix == ".h5" else RunFolder.analysis_file(RunFolder(path).analysis_dir, "activations")
+    if not h5.exists():
+        raise FileNotFoundError(f"{h5}: no recorded activations (run `unike analyze {path}` first)")
+    return h5
 
-    Dimensions ``(case, state, position, channel)``: ``position`` counts the site's positions (the
-    prompt's tokens on the text pathway, the conditioning's slots on the other), padded with NaN
-    to the longest case; coordinates ``case`` (case ids), ``state``, and ``prompt_kind`` (``kind``:
-    direct, reasoning, ref_old or ref_new) as an attribute with the site's name. ``path``: a run
-    folder (its ``analysis/activations.h5``) or the HDF5 file itself.
+
+def recorded_sites(path: str | Path, kind: str = "direct") -> list[str]:
+    """The site names recorded for prompt kind ``kind`` (of the first analysed case): what
+    :func:`activations` accepts."""
+    from .interp.store import ActivationStore
+
+    store = ActivationStore(_h5(path))
+    first = next((cid for cid, _ in store.iter_cases()), None)
+    if first is None:
+        return []
+    return sorted(k for k in store.read(first, "pre", kind) if not k.startswith("_"))
+
+
+def activations(path: str | Path, site: str, *, kind: str | None = "direct", states=("pre", "post")):
+    """One recorded site of every analysed case as an ``xarray.DataArray`` named ``site``.
+
+    Dimensions ``(case, state, position, channel)``, or with ``kind=None`` every prompt kind,
+    ``(case, state, prompt_kind, position, channel)``: ``position`` counts the site's positions (the
+    prompt's tokens on the text pathway, the conditioning's slots on the other), padded with NaN to
+    the longest case; coordinates ``case`` (case ids), ``state`` and ``prompt_kind`` (direct,
+    reasoning, ref_old, ref_new). ``path``: a run folder (its ``analysis/activations.h5``) or the
+    HDF5 file itself. :func:`recorded_sites` lists the sites.
     """
     try:
         import xarray as xr
@@ -85,29 +106,43 @@ def activations(path: str | Path, site: str, *, kind: str = "direct", states=("p
         raise ImportError("labelled activations need xarray: pip install 'unike-interp[xarray]'") from None
     from .interp.store import ActivationStore
 
-    path = Path(path)
-    h5 = path if path.suffix == ".h5" else RunFolder.analysis_file(RunFolder(path).analysis_dir, "activations")
-    if not h5.exists():
-        raise FileNotFoundError(f"{h5}: no recorded activations (run `unike analyze {path}` first)")
+    h5 = _h5(path)
     store = ActivationStore(h5)
     ids = sorted(cid for cid, _ in store.iter_cases())
-    arrays: list[list[np.ndarray]] = []
-    for cid in ids:
-        row = []
-        for state in states:
-            acts = store.read(cid, state, kind)
-            if site not in acts:
-                known = sorted(k for k in acts if not k.startswith("_"))
-                raise KeyError(f"{h5}: no site {site!r} recorded; recorded: {', '.join(known)}")
-            a = np.asarray(acts[site], dtype=np.float32)
-            row.append(a.reshape(1, -1) if a.ndim == 1 else a.reshape(a.shape[0], -1))
-        arrays.append(row)
-    n_pos = max((a.shape[0] for row in arrays for a in row), default=0)
-    n_ch = max((a.shape[1] for row in arrays for a in row), default=0)
-    data = np.full((len(ids), len(states), n_pos, n_ch), np.nan, dtype=np.float32)
-    for i, row in enumerate(arrays):
-        for j, a in enumerate(row):
-            data[i, j, :a.shape[0], :a.shape[1]] = a
-    return xr.DataArray(data, dims=("case", "state", "position", "channel"),
-                        coords={"case": ids, "state": list(states)}, name=site,
-                        attrs={"prompt_kind": kind, "site": site, "file": str(h5)})
+    kinds = [kind] if kind is not None else _kinds(store, ids)
+    arrays: dict[tuple[int, int, int], np.ndarray] = {}
+    for i, cid in enumerate(ids):
+        for j, state in enumerate(states):
+            for k, knd in enumerate(kinds):
+                try:
+                    acts = store.read(cid, state, knd)
+                except KeyError:
+                    continue  # a prompt kind this case did not record (a failed reasoning): NaN
+                if site not in acts:
+                    known = sorted(n for n in acts if not n.startswith("_"))
+                    raise KeyError(f"{h5}: no site {site!r} recorded; recorded: {', '.join(known)}")
+                a = np.asarray(acts[site], dtype=np.float32)
+                arrays[i, j, k] = a.reshape(1, -1) if a.ndim == 1 else a.reshape(a.shape[0], -1)
+    n_pos = max((a.shape[0] for a in arrays.values()), default=0)
+    n_ch = max((a.shape[1] for a in arrays.values()), default=0)
+    data = np.full((len(ids), len(states), len(kinds), n_pos, n_ch), np.nan, dtype=np.float32)
+    for (i, j, k), a in arrays.items():
+        data[i, j, k, :a.shape[0], :a.shape[1]] = a
+    coords = {"case": ids, "state": list(states), "prompt_kind": kinds}
+    da = xr.DataArray(data, dims=("case", "state", "prompt_kind", "position", "channel"), coords=coords, name=site,
+                      attrs={"site": site, "file": str(h5)})
+    return da.isel(prompt_kind=0) if kind is not None else da
+
+
+def _kinds(store, ids: list[str]) -> list[str]:
+    """The prompt kinds recorded for the first case, in the recorder's order."""
+    import h5py
+
+    from .interp.store import _key
+
+    order = ["direct", "reasoning", "ref_old", "ref_new"]
+    if not ids:
+        return order
+    with h5py.File(store.path, "r") as f:
+        found = set(f["cases"][_key(ids[0])]["pre"].keys())
+    return [k for k in order if k in found] + sorted(found - set(order))

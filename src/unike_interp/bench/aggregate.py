@@ -35,13 +35,8 @@ import numpy as np
 
 from ..data.schema import CATEGORIES
 from .entries import CaseEntry, PointEntry
+from .measures import JUDGED, LABELS, METRICS  # noqa: F401  (re-exported: the table's columns)
 
-METRICS = ("eff", "reason", "vqa_direct", "vqa_reasoning", "pre_vqa")
-#: Every judgement of an image, each with its own judge-error column: post-edit direct and reasoning
-#: against the new value, pre-edit against the old value (Pre-edit VQA) and against the new one.
-JUDGED = ("vqa_direct", "vqa_reasoning", "pre_vqa", "pre_vqa_target")
-LABELS = {"eff": "Eff.", "reason": "Reason.", "vqa_direct": "VQA Direct", "vqa_reasoning": "VQA Reasoning",
-          "pre_vqa": "Pre-edit VQA"}
 
 
 def _ok(v: dict | None) -> bool:

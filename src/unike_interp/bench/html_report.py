@@ -16,26 +16,18 @@ import html
 import json
 from pathlib import Path
 
-from .aggregate import JUDGED, LABELS, METRICS
 from .entries import case_rows
+from .measures import DEFINITIONS, JUDGED, LABELS, METRICS
 
-#: Outcome filters: name -> (label, the row attribute that must be "1").
+#: Outcome filters: name (a row's ``data-<name>`` attribute is 1 where it applies) -> label.
 OUTCOMES = {
-    "gap": ("text edited, direct image missed", "gap"),
-    "direct-hit": ("direct image shows the new value", "direct"),
-    "direct-miss": ("direct image missed", "direct-miss"),
-    "reasoning-hit": ("reasoning image shows the new value", "reasoning"),
-    "reasoning-miss": ("reasoning image missed", "reasoning-miss"),
-    "text-miss": ("text edit failed", "text-miss"),
-    "error": ("a judge error or a failed generation", "error"),
-}
-
-_DEFINITIONS = {
-    "eff": "after the edit, the model's most likely next token after the cloze prompt is the new value's first token",
-    "reason": "the model's reasoning about the subject states the new value",
-    "vqa_direct": "the judge finds the new value in the image drawn from the plain image prompt",
-    "vqa_reasoning": "the judge finds the new value in the image drawn from the model's own reasoning",
-    "pre_vqa": "before the edit, the judge finds the old value in the image (how well the model draws what it knows)",
+    "gap": "text edited, direct image missed",
+    "direct-hit": "direct image shows the new value",
+    "direct-miss": "direct image missed",
+    "reasoning-hit": "reasoning image shows the new value",
+    "reasoning-miss": "reasoning image missed",
+    "text-miss": "text edit failed",
+    "error": "a judge error or a failed generation",
 }
 
 _CSS = """
@@ -128,7 +120,7 @@ def _summary(t: dict) -> str:
         f"before the edit). Counts: guard failures {c['guard_failures']}, judge errors {c['judge_errors']}, "
         f"generation failures {c['generation_failures']}, reasoning failures "
         + _e(", ".join(f"{v} ({k})" for k, v in c["reasoning_failures"].items()) or "0") + ".</p>"
-        "<dl>" + "".join(f"<dt>{_e(LABELS[m])}</dt><dd>{_e(_DEFINITIONS[m])}</dd>" for m in METRICS) + "</dl>")
+        "<dl>" + "".join(f"<dt>{_e(LABELS[m])}</dt><dd>{_e(DEFINITIONS[m])}</dd>" for m in METRICS) + "</dl>")
 
 
 def _verdict(prefix: str, row: dict, target: str | None) -> tuple[str, str]:
@@ -159,9 +151,10 @@ def _case_row(r: dict) -> tuple[str, set[str]]:
     r_badge, r_out = _verdict("reasoning", r, new)
     text_ok = r.get("post_top1_new") is True
     gap = text_ok and d_out != "hit"
-    flags = {"direct": d_out == "hit", "direct-miss": d_out != "hit", "reasoning": r_out == "hit",
-             "reasoning-miss": r_out != "hit", "text-miss": not text_ok, "gap": gap,
+    flags = {"gap": gap, "direct-hit": d_out == "hit", "direct-miss": d_out != "hit", "reasoning-hit": r_out == "hit",
+             "reasoning-miss": r_out != "hit", "text-miss": not text_ok,
              "error": "error" in (d_out, r_out) or bool(r.get("pre_generation_error"))}
+    assert set(flags) == set(OUTCOMES)
     attrs = "".join(f" data-{k}={int(v)}" for k, v in flags.items())
     text = ("<span class='v ok'>&#10003; says the new value</span>" if text_ok else
             "<span class='v no'>&#10007; still not the new value</span>")
@@ -193,7 +186,7 @@ def _cases(rows: list[dict]) -> str:
             f"<option value='{_e(s)}'{' selected' if s == stage_default else ''}>{_e(s)}</option>" for s in stages)
         + "</select></label>"
         "<label>Outcome <select id=f-outcome>" + opt("", "all")
-        + "".join(opt(k, label) for k, (label, _) in OUTCOMES.items()) + "</select></label>"
+        + "".join(opt(k, label) for k, label in OUTCOMES.items()) + "</select></label>"
         f"showing <span id=shown>{len(rows)}</span> of {len(rows)} case-stages</div>"
         "<table id=cases><thead><tr><th>Case</th><th>old &rarr; new</th><th>Text after the edit</th>"
         "<th>Image before the edit<br><small>judged for the old value</small></th>"
