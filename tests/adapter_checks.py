@@ -45,8 +45,8 @@ def _omnigen2_missing() -> str | None:
     try:
         import_omnigen2()
     except OmniGen2ImportError as e:
-        return ("OmniGen2's code is not importable (" + str(e).splitlines()[0] + "); see the README's "
-                "'OmniGen2's official code' to install it beside this package")
+        return ("OmniGen2's code is not importable (" + str(e).splitlines()[0] + "); see "
+                "'OmniGen2's official code' in docs/real-models.md to install it beside this package")
     return None
 
 

@@ -224,7 +224,7 @@ HPARAMS: dict[str, type[EditHParams]] = {
 #   0.938, 0.81 / 0.933; 200 steps 0.90 / 0.938, 0.84 / 0.942; **with lambda 2000 0.86 / 0.955, 0.78 /
 #   0.969**; lambda 3000 0.80 / 0.969, 0.73 / 0.964; per-request stopping 0.85 / 0.969, 0.80 / 0.955;
 #   300 steps, lambda 2000 0.78 / 0.955, 0.68 / 0.978. No setting held both bars on seed 2.
-# Read on the samples not used for this round (seeds 0 / 3 / 4): see the README's editing table.
+# Read on the samples not used for tuning (seeds 0 / 3 / 4): see the table in docs/editing.md.
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "synthworld": {
         "rome": {},
