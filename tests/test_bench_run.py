@@ -124,10 +124,17 @@ def _bench_args(out):
 
 
 def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch):
+    from unike_interp.bench import pipeline
+
     monkeypatch.setenv("UNIKE_CACHE_DIR", str(cache_dir))
+    drawn, measure_pre = [], pipeline.measure_pre
+    monkeypatch.setattr(pipeline, "measure_pre", lambda m, cases: drawn.append([r.case_id for r in cases])
+                        or measure_pre(m, cases))
     ref = tmp_path / "ref"
     assert main(_bench_args(ref)) == 0
     ref_table = json.loads((ref / "table.json").read_text())
+    # four single edits, one pre-edit group: their unedited images drawn and judged together, once
+    assert drawn == [json.loads((ref / "config.json").read_text())["case_ids"]]
     n_lines = len((ref / "ledger.jsonl").read_text().splitlines())
     assert n_lines == 8  # 4 cases + 4 evaluation points
 

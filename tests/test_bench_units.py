@@ -236,3 +236,15 @@ def test_run_folder_refuses_what_it_cannot_resume(tmp_path):
         folder.write_resolved(resolved, resume=True)
     assert folder.table_path("json") == folder.path / "table.json"
     assert RunFolder.analysis_file(folder.analysis_dir, "stats").name == "stats.json"
+
+
+def test_pre_groups_gather_small_batches_and_keep_large_ones():
+    from unike_interp.bench.pipeline import pre_groups
+
+    single = [[f"c{i}"] for i in range(19)]
+    assert pre_groups(single, False, 8) == [list(range(0, 8)), list(range(8, 16)), [16, 17, 18]]
+    mixed = [["a"] * 3, ["b"] * 5, ["c"] * 12, ["d"] * 2, ["e"] * 6, ["f"]]
+    assert pre_groups(mixed, False, 8) == [[0, 1], [2], [3, 4], [5]]  # never more than 8 cases, never reordered
+    assert pre_groups(mixed, True, 8) == [[0, 1, 2, 3, 4, 5]]  # a sequence is measured once, before it starts
+    groups = pre_groups(single, False)
+    assert sorted(k for g in groups for k in g) == list(range(19))

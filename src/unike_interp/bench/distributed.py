@@ -284,7 +284,7 @@ def _get(ray, ref):
 
 def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, *, resume, progress, echo, tqdm,
            build_table, write_tables) -> dict:
-    from .pipeline import batches_to_run, point_of
+    from .pipeline import batches_to_run, point_of, pre_groups
 
     t_start = time.perf_counter()
     # the first actor loads the model and warms the key-statistics cache; it also resolves the configuration
@@ -318,7 +318,8 @@ def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, 
         write_tables(table, folder.path)
         return table
     pool.pending[actor.warm.remote()] = ("setup", actor, None)  # the key statistics once, before the others start
-    jobs = deque([tuple(todo)] if sequential else [(k,) for k in todo])
+    # one job per pre-edit group: its cases' unedited images are drawn together, as in a serial run
+    jobs = deque(job for job in (tuple(k for k in g if k in todo) for g in pre_groups(batches, sequential)) if job)
     n_left = sum(len(batches[k]) for k in todo) - sum(c in done_cases for k in todo for c in batches[k])
     echo(f"[bench] {spec.model} x {spec.editor} ({spec.protocol}, {len(resolved['case_ids'])} cases in {len(batches)} "
          f"batch(es)); {len(todo)} batch(es) to run on {cluster.workers} worker(s)"

@@ -225,6 +225,35 @@ def point_of(k: int, n_batches: int, sequential: bool) -> int:
     return n_batches - 1 if sequential else k
 
 
+#: Most cases whose pre-edit images are drawn and judged together (:func:`pre_groups`).
+PRE_GROUP_CASES = 8
+
+
+def pre_groups(batches: Sequence[Sequence[str]], sequential: bool, max_cases: int | None = None) -> list[list[int]]:
+    """Consecutive batch indices whose cases are measured on the unedited model together.
+
+    Single edits (batches of one case) would otherwise draw the pre-edit images of one case at a
+    time; a group draws those of up to ``max_cases`` (default :data:`PRE_GROUP_CASES`) cases in one
+    batch of prompts. Groups are a
+    function of the planned batches only, so a resumed or distributed run measures the same cases
+    together as an uninterrupted serial one (a batched draw can differ from a lone one in the last
+    bit). A batch of more than ``max_cases`` cases is a group of its own; a sequence is one group.
+    """
+    if sequential:
+        return [list(range(len(batches)))]
+    max_cases = PRE_GROUP_CASES if max_cases is None else max_cases
+    groups: list[list[int]] = []
+    size = 0
+    for k, b in enumerate(batches):
+        if groups and size + len(b) <= max_cases:
+            groups[-1].append(k)
+            size += len(b)
+        else:
+            groups.append([k])
+            size = len(b)
+    return groups
+
+
 def batches_to_run(batches: Sequence[Sequence[str]], sequential: bool, done_cases: set, done_points: set) -> list[int]:
     """Indices of the batches (case ids) whose cases or evaluation point are not all in the ledger."""
     return [k for k, b in enumerate(batches)
@@ -280,9 +309,15 @@ class BatchRunner:
         done_points = set() if done_points is None else done_points
         probe_pre = self.probe_pre()
         unedited: dict = {}
+        batches = self.plan.batches
+        groups = pre_groups(batches, self.plan.protocol.sequential)
+        group_of = {k: g for g, ks in enumerate(groups) for k in ks}
 
         def before(k, batch):
-            unedited["pre"] = measure_pre(self.m, batch)
+            g = group_of[k] if k is not None else None
+            if unedited.get("group", -1) != g or g is None:  # the whole group's cases, done ones too (same draw)
+                cases = batch if g is None else [r for j in groups[g] for r in batches[j]]
+                unedited["pre"], unedited["group"] = measure_pre(self.m, cases), g
             unedited["loc"] = _text_locality(adapter, self.plan.records, batch, spec.text_locality_probes, spec.seed)
 
         def at_point(state: EditedState) -> None:

@@ -28,9 +28,13 @@ from .entries import CaseEntry, DeltaRef, EntryError, PointEntry, parse_entry
 from .ledger import Ledger, LedgerError
 from .spec import VOLATILE_FIELDS
 
-RUN_FORMAT = "unike-bench-run/2"
+#: Format 3: the unedited model's images of several single edits are drawn together (pre-edit
+#: groups, :func:`~unike_interp.bench.pipeline.pre_groups`); 2: each batch's alone; 1: no stored deltas.
+RUN_FORMAT = "unike-bench-run/3"
 #: Formats this version reads (format 1 runs have no stored deltas; analyze re-optimises them).
-READABLE_FORMATS = ("unike-bench-run/1", RUN_FORMAT)
+READABLE_FORMATS = ("unike-bench-run/1", "unike-bench-run/2", RUN_FORMAT)
+#: Formats whose runs store the judged model's weight deltas.
+DELTA_FORMATS = ("unike-bench-run/2", RUN_FORMAT)
 
 
 class RunFolderError(ValueError):

@@ -28,7 +28,7 @@ from typing import Callable
 from ..bench.assemble import build_editor, load_adapter, load_records
 from ..bench.entries import CaseEntry
 from ..bench.protocol import EditedState, EditorSource, EditProtocol, StoredDeltas, run_protocol
-from ..bench.run_folder import RunFolder, RunFolderError, versions
+from ..bench.run_folder import DELTA_FORMATS, RunFolder, RunFolderError, versions
 from .recorder import Recorder
 from .statistics import KINDS  # noqa: F401  (the prompt kinds recorded per case)
 from .store import ActivationStore
@@ -75,7 +75,7 @@ def _record_chunked(recorder: Recorder, prompts, subjects, chunk: int = 64):
 def stored_edits(folder: RunFolder, entries: dict[str, CaseEntry]) -> StoredDeltas:
     """The run's stored deltas as an edit source (each loaded, and its hash checked, when replayed)."""
     spec = folder.spec()
-    if folder.resolved().get("format") != "unike-bench-run/2" or not spec.store_deltas:
+    if folder.resolved().get("format") not in DELTA_FORMATS or not spec.store_deltas:
         raise NoStoredDeltasError(
             f"{folder.path} stored no weight deltas (run with store_deltas off, or by an older version): there is "
             "nothing to replay. Pass --reoptimize to compute the edits again with the run's editor and settings "
