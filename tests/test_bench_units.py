@@ -246,5 +246,4 @@ def test_pre_groups_gather_small_batches_and_keep_large_ones():
     mixed = [["a"] * 3, ["b"] * 5, ["c"] * 12, ["d"] * 2, ["e"] * 6, ["f"]]
     assert pre_groups(mixed, False, 8) == [[0, 1], [2], [3, 4], [5]]  # never more than 8 cases, never reordered
     assert pre_groups(mixed, True, 8) == [[0, 1, 2, 3, 4, 5]]  # a sequence is measured once, before it starts
-    groups = pre_groups(single, False)
-    assert sorted(k for g in groups for k in g) == list(range(19))
+    assert pre_groups(single, False, 1) == [[k] for k in range(19)]  # --pre-group 1: each case alone

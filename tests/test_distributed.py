@@ -21,8 +21,9 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'unik
 pytestmark = pytest.mark.ray
 
 FAST = {"stats_samples": 3000, "n_prefixes": 2}
+# pre_group=1: every single edit is its own Ray job (these tests are about how jobs are handed out)
 SPEC = dict(model="toy-direct", editor="rome", protocol="single", cases=4, image_locality_probes=2,
-            text_locality_probes=8, bootstrap=200, hparams=FAST, device="cpu")
+            text_locality_probes=8, bootstrap=200, hparams=FAST, device="cpu", pre_group=1)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_driver_killed_then_resumed_gives_the_same_table(cluster, serial, tmp_pa
     out = tmp_path / "killed"
     args = ["bench", "--model", "toy-direct", "--editor", "rome", "--protocol", "single", "--cases", "4",
             "--image-locality", "2", "--text-locality", "8", "--bootstrap", "200", "--set", "stats_samples=3000",
-            "--set", "n_prefixes=2", "--device", "cpu", str(out), "--no-progress", "--workers", "2"]
+            "--set", "n_prefixes=2", "--device", "cpu", "--pre-group", "1", str(out), "--no-progress", "--workers", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "unike_interp", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     ledger = out / "ledger.jsonl"

@@ -3,9 +3,9 @@
     python benchmark/perf/pre_groups.py [--model toy-direct] [--cases 16] [--repeat 2] [--group 8]
 
 Runs the same `unike bench` (ROME, single edits, statistics cached by a warm-up run) alternately
-with pre-edit groups of 1 case (each case's pre-edit images drawn alone) and of ``--group`` cases,
-in one process, and prints wall and CPU seconds of the whole run and of its pre-edit measurement
-(the unedited model's images drawn and judged), with the ratios.
+with pre-edit groups of 1 case (`--pre-group 1`: each case's pre-edit images drawn alone) and of
+``--group`` cases, in one process, and prints wall and CPU seconds of the whole run and of its
+pre-edit measurement (the unedited model's images drawn and judged), with the ratios.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -48,10 +49,10 @@ def main() -> None:
     tables = {}
     for i in range(args.repeat):
         for group in (1, args.group):
-            pipeline.PRE_GROUP_CASES = group
             spent.update(wall=0.0, cpu=0.0)
             t, c = time.perf_counter(), time.process_time()
-            tables[group] = pipeline.run_bench(spec, work / f"g{group}-{i}", progress=False, echo=lambda s: None)
+            tables[group] = pipeline.run_bench(replace(spec, pre_group=group), work / f"g{group}-{i}", progress=False,
+                                               echo=lambda s: None)
             results[group].append({"wall": time.perf_counter() - t, "cpu": time.process_time() - c,
                                    "pre_wall": spent["wall"], "pre_cpu": spent["cpu"]})
     med = {g: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for g, rs in results.items()}

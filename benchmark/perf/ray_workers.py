@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="the N of 1 vs N")
     ap.add_argument("--repeat", type=int, default=1, help="pairs of runs (order alternates)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pre-group", type=int, default=1,
+                    help="single edits per job (RunSpec.pre_group; default 1, as measured before groups existed)")
     args = ap.parse_args()
 
     import ray
@@ -53,7 +55,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ray_workers_"))
     os.environ.setdefault("UNIKE_CACHE_DIR", str(work / "cache"))
     spec = RunSpec(model=args.model, editor=args.editor, protocol=args.protocol, cases=args.cases,
-                   batch_size=args.batch_size, device=args.device)
+                   batch_size=args.batch_size, device=args.device, pre_group=args.pre_group)
     gpus = torch.cuda.device_count() if args.device.startswith("cuda") else 0
     ray.init(num_cpus=max(args.workers, os.cpu_count() or 1) if gpus else args.workers, num_gpus=gpus,
              include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)

@@ -319,7 +319,8 @@ def _drive(ray, pool: _Pool, spec, folder: RunFolder, cluster: ClusterSettings, 
         return table
     pool.pending[actor.warm.remote()] = ("setup", actor, None)  # the key statistics once, before the others start
     # one job per pre-edit group: its cases' unedited images are drawn together, as in a serial run
-    jobs = deque(job for job in (tuple(k for k in g if k in todo) for g in pre_groups(batches, sequential)) if job)
+    groups = pre_groups(batches, sequential, spec.pre_group)
+    jobs = deque(job for job in (tuple(k for k in g if k in todo) for g in groups) if job)
     n_left = sum(len(batches[k]) for k in todo) - sum(c in done_cases for k in todo for c in batches[k])
     echo(f"[bench] {spec.model} x {spec.editor} ({spec.protocol}, {len(resolved['case_ids'])} cases in {len(batches)} "
          f"batch(es)); {len(todo)} batch(es) to run on {cluster.workers} worker(s)"

@@ -225,23 +225,18 @@ def point_of(k: int, n_batches: int, sequential: bool) -> int:
     return n_batches - 1 if sequential else k
 
 
-#: Most cases whose pre-edit images are drawn and judged together (:func:`pre_groups`).
-PRE_GROUP_CASES = 8
-
-
-def pre_groups(batches: Sequence[Sequence[str]], sequential: bool, max_cases: int | None = None) -> list[list[int]]:
+def pre_groups(batches: Sequence[Sequence[str]], sequential: bool, max_cases: int) -> list[list[int]]:
     """Consecutive batch indices whose cases are measured on the unedited model together.
 
     Single edits (batches of one case) would otherwise draw the pre-edit images of one case at a
-    time; a group draws those of up to ``max_cases`` (default :data:`PRE_GROUP_CASES`) cases in one
-    batch of prompts. Groups are a
-    function of the planned batches only, so a resumed or distributed run measures the same cases
-    together as an uninterrupted serial one (a batched draw can differ from a lone one in the last
-    bit). A batch of more than ``max_cases`` cases is a group of its own; a sequence is one group.
+    time; a group draws those of up to ``max_cases`` cases (``RunSpec.pre_group``) in one batch of
+    prompts. Groups are a function of the planned batches and the run's settings only, so a resumed
+    or distributed run measures the same cases together as an uninterrupted serial one (a batched
+    draw can differ from a lone one in the last bit). A batch of more than ``max_cases`` cases is a
+    group of its own; a sequence is one group.
     """
     if sequential:
         return [list(range(len(batches)))]
-    max_cases = PRE_GROUP_CASES if max_cases is None else max_cases
     groups: list[list[int]] = []
     size = 0
     for k, b in enumerate(batches):
@@ -310,7 +305,7 @@ class BatchRunner:
         probe_pre = self.probe_pre()
         unedited: dict = {}
         batches = self.plan.batches
-        groups = pre_groups(batches, self.plan.protocol.sequential)
+        groups = pre_groups(batches, self.plan.protocol.sequential, spec.pre_group)
         group_of = {k: g for g, ks in enumerate(groups) for k in ks}
 
         def before(k, batch):

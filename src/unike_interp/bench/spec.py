@@ -82,6 +82,8 @@ class RunSpec:
                                     ("--sample-steps",), _RUN, type=int)
     guidance: float | None = _opt(None, "classifier-free guidance (unset: the model's default)", ("--guidance",), _RUN,
                                   type=float)
+    pre_group: int = _opt(8, "single edits: cases whose unedited images are drawn and judged together (1: each "
+                             "alone; under --workers each group is one job)", ("--pre-group",), _RUN, type=int)
     bootstrap: int = _opt(1000, "bootstrap resamples for the 95% intervals", ("--bootstrap",), _RUN, type=int)
     full_match: bool = _opt(True, "also score the full greedy answer (--no-full: skip it, faster)", ("--no-full",))
     store_deltas: bool = _opt(True, "write each evaluation point's weight delta (what `unike analyze` replays; "
@@ -98,7 +100,7 @@ class RunSpec:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.compose not in COMPOSE_MODES:
             raise ValueError(f"compose must be one of {', '.join(COMPOSE_MODES)}, got {self.compose!r}")
-        for name in ("cases", "batch_size"):
+        for name in ("cases", "batch_size", "pre_group"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
