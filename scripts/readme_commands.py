@@ -6,7 +6,8 @@
 `make test` records every `unike` command line the suite runs (in-process or as a subprocess)
 into `.pytest_cache/unike-argv.jsonl` (`UNIKE_ARGV_LOG`, set by `tests/conftest.py`). A README
 command counts as run when a logged command of the same subcommand (not `--help`) ended with
-status 0 and gave every option the README command gives (`--set KEY` counted by key); values may
+status 0 and gave every option the README command gives (`--set KEY` counted by key) and as many
+values of a multi-valued argument (`unike report A B`: two runs); values may
 differ, since the suite runs on tiny inputs (`--cases 4` for `--cases 100`, a temporary folder for
 `runs/b1`). The full `unike demo` is `make demo`'s; the suite runs it on 8 cases.
 """
@@ -60,13 +61,24 @@ def _options(words: list[str]) -> set[str]:
     return opts
 
 
+def _lists(words: list[str]) -> dict[str, int]:
+    """Lengths of the arguments that take several values (``unike report RUN [RUN ...]``)."""
+    from unike_interp.cli import build_parser
+
+    args = vars(build_parser().parse_args(words))
+    return {k: len(v) for k, v in args.items() if isinstance(v, list) and k not in ("set", "judge_option",
+                                                                                    "pipeline_option")}
+
+
 def coverage(commands: list[list[str]], logged: list[dict]) -> list[tuple[list[str], list[str] | None]]:
-    """Each README command with the shortest logged command (status 0) that covers it, or None."""
+    """Each README command with the shortest logged command (status 0) that covers it, or None: the
+    same subcommand, every option the README gives, and as many values of a multi-valued argument."""
     ok = [e["argv"] for e in logged if e.get("status") == 0 and not {"-h", "--help", "--version"} & set(e["argv"])]
     result = []
     for cmd in commands:
-        sub, opts = _subcommand(cmd), _options(cmd)
-        hits = [a for a in ok if _subcommand(a) == sub and opts <= _options(a)]
+        sub, opts, lists = _subcommand(cmd), _options(cmd), _lists(cmd)
+        hits = [a for a in ok if _subcommand(a) == sub and opts <= _options(a)
+                and all(_lists(a).get(k, 0) >= n for k, n in lists.items())]
         result.append((cmd, min(hits, key=len) if hits else None))
     return result
 
