@@ -87,6 +87,11 @@ def test_a_headless_browser_renders_the_table_the_images_and_the_filters(run, tm
         assert len(shown) == len(stage1)
         expected = [sum(bool(r[k]) for k in ("pre_image", "direct_image", "reasoning_image")) for r in stage1]
         assert [len(s) for s in shown] == expected and all(w == 32 for s in shown for w in s), shown
+        # drawn larger, square pixels kept sharp (a 32 x 32 render is not blurred into a smear)
+        looks = js("return [].filter.call(document.querySelectorAll('#cases tbody tr'), r => r.style.display !== 'none')"
+                   ".flatMap(r => [].map.call(r.querySelectorAll('img'), i => [i.width, i.height, "
+                   "i.classList.contains('pixelated')]))")
+        assert looks and all(look == [112, 112, True] for look in looks), looks
         texts = js("return [].filter.call(document.querySelectorAll('#cases tbody tr'), r => r.style.display !== 'none')"
                    ".map(r => r.cells[1].textContent)")
         assert texts == [f"{r['old']} \u2192 {r['new']}" for r in stage1]

@@ -39,7 +39,7 @@ th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums
 tr.pooled td{font-weight:600;background:#fafafa} dl{font-size:.85em} dt{font-weight:600;float:left;width:9em}
 dd{margin-left:9.5em;margin-bottom:.2em} .filters{position:sticky;top:0;background:#fff;padding:.5em 0;
 border-bottom:1px solid #ddd;z-index:1;font-size:.9em} .filters label{margin-right:1.2em}
-#cases td{font-size:.9em} #cases img{width:96px;height:96px;display:block;border:1px solid #ccc}
+#cases td{font-size:.9em} #cases img{width:112px;height:auto;display:block;border:1px solid #ccc}
 #cases img.pixelated{image-rendering:pixelated} .v{display:inline-block;margin-top:3px;padding:0 4px;
 border-radius:3px;font-size:.85em} .ok{background:#d8f3dc;color:#1b4332} .no{background:#fde2e1;color:#7f1d1d}
 .err{background:#eee;color:#444} .arrow{color:#888} .reasoning{max-width:22em;font-size:.85em;color:#333}
@@ -63,7 +63,7 @@ _SCRIPT = """
   }
   [cat,stage,outcome].forEach(function(e){e.addEventListener('change',apply);});
   document.querySelectorAll('#cases img').forEach(function(im){
-    function px(){ if(im.naturalWidth&&im.naturalWidth<96){im.classList.add('pixelated');} }
+    function px(){ if(im.naturalWidth&&im.naturalWidth<112){im.classList.add('pixelated');} }
     if(im.complete){px();} else {im.addEventListener('load',px);}
   });
   apply();
