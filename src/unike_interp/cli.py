@@ -218,7 +218,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         from .paths import check_output_folder
 
         check_output_folder(args.out)
-    if note := spec.protocol_note():
+    if (note := spec.protocol_note()) and not args.quiet:  # -q: results and errors only
         print(f"note: {note}", file=sys.stderr)
     result = edit_from_spec(spec, out=args.out, save_deltas=args.save_deltas, progress=_bars(args),
                             echo=lambda s: None)
