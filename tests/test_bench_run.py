@@ -152,7 +152,8 @@ def test_kill9_then_resume_gives_the_same_table(tmp_path, cache_dir, monkeypatch
         time.sleep(0.005)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) before the kill at line {kill_at}"
-    assert main([*_bench_args(out), "--resume"]) == 0
+    # resumed with the run's own settings: only the folder (and where it runs) given again
+    assert main(["bench", str(out), "--resume", "--device", "cpu", "--no-progress"]) == 0
     lines = [json.loads(x) for x in ledger.read_text().splitlines()]
     ids = [e["case_id"] for e in lines if e["type"] == "case"]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4  # no case lost, none duplicated

@@ -247,3 +247,24 @@ def test_pre_groups_gather_small_batches_and_keep_large_ones():
     assert pre_groups(mixed, False, 8) == [[0, 1], [2], [3, 4], [5]]  # never more than 8 cases, never reordered
     assert pre_groups(mixed, True, 8) == [[0, 1, 2, 3, 4, 5]]  # a sequence is measured once, before it starts
     assert pre_groups(single, False, 1) == [[k] for k in range(19)]  # --pre-group 1: each case alone
+
+
+def test_resume_without_flags_takes_the_runs_settings_but_never_grants_remote_code(tmp_path, capsys):
+    from unike_interp.bench.run_folder import RUN_FORMAT
+    from unike_interp.bench.spec import RunSpec
+    from unike_interp.cli import _stored_spec, build_parser, main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stored = RunSpec(model="toy-queries", editor="rome", cases=7, seed=3, hparams={"v_steps": 5})
+    (run / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "config": stored.to_dict()}))
+    parse = build_parser().parse_args
+    assert _stored_spec(parse(["bench", str(run), "--resume"])) == stored
+    moved = _stored_spec(parse(["bench", str(run), "--resume", "--device", "cpu"]))  # where it runs may change
+    assert moved.device == "cpu" and moved.model == "toy-queries" and moved.cases == 7
+    assert _stored_spec(parse(["bench", str(run), "--resume", "--cases", "9"])) is None  # settings given: checked
+    remote = RunSpec(model="toy-direct", model_options={"trust_remote_code": True})
+    (run / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "config": remote.to_dict()}))
+    (run / "ledger.jsonl").write_text("{}\n")
+    assert main(["bench", str(run), "--resume"]) == 2
+    assert "--trust-remote-code" in capsys.readouterr().err

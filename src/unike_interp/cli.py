@@ -243,7 +243,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.out_moved is not None:
         raise CLIError(f"the run folder is the first argument: `unike bench {args.out_moved} ...` (not --out)")
-    spec = spec_from_args("bench", args)
+    spec = _stored_spec(args) if args.resume and args.run else None
+    spec = spec or spec_from_args("bench", args)
     out = args.run or _default_out(spec)
     if args.workers is not None or args.ray_address is not None:
         from .bench.distributed import ClusterSettings, run_bench_distributed
@@ -257,6 +258,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _where(f"run folder: {out} -- open {Path(out) / 'report.html'} in a browser (tables: table.md, table.csv, "
            "table.json; per case: ledger.jsonl, images/; stored edits: deltas/)")
     return _finish(args, table)
+
+
+def _stored_spec(args: argparse.Namespace):
+    """``bench RUN --resume`` with no run settings given: the run's own (``config.json``), so a resume
+    needs no flags repeated; where it runs (``--device``, ``--cache-dir``) may still be given. A
+    model that runs code from its checkpoint folder needs ``--trust-remote-code`` again: a run
+    folder does not grant it."""
+    import dataclasses
+
+    from .bench.run_folder import RunFolder
+    from .bench.spec import VOLATILE_FIELDS, RunSpec
+
+    given = [k for k in vars(args) if k in RunSpec.__dataclass_fields__]  # run flags default to SUPPRESS
+    folder = RunFolder(args.run)
+    if ([k for k in given if k not in VOLATILE_FIELDS] or args.config or args.all_cases or args.device_map
+            or args.pipeline_option or not folder.config_path.is_file()):
+        return None
+    spec = folder.spec()
+    if spec.model_options.get("trust_remote_code") and not args.trust_remote_code:
+        raise CLIError(f"{folder.path}: its model runs code from its checkpoint folder; resume it with "
+                       "--trust-remote-code (a run folder does not grant that)")
+    return dataclasses.replace(spec, **{k: getattr(args, k) for k in given})
 
 
 def _runs(runs: Sequence[str]) -> list[Path]:
@@ -431,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs/bench/<model>-<editor>-<protocol>-s<seed>")
     _run_flags(p, "bench")
     p.add_argument("--out", dest="out_moved", help=argparse.SUPPRESS)  # the run folder is RUN: a clear error
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN (after a crash or kill)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN (after a crash or kill); without run settings, with the run's own")
     p.add_argument("--workers", type=int, default=None,
                    help="spread the batches over N Ray actors, one model replica each (one GPU each where the "
                         "cluster has GPUs); needs `pip install 'unike-interp[ray]'` (default: one process, no Ray)")
