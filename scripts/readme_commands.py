@@ -74,11 +74,12 @@ def coverage(commands: list[list[str]], logged: list[dict]) -> list[tuple[list[s
     """Each README command with the shortest logged command (status 0) that covers it, or None: the
     same subcommand, every option the README gives, and as many values of a multi-valued argument."""
     ok = [e["argv"] for e in logged if e.get("status") == 0 and not {"-h", "--help", "--version"} & set(e["argv"])]
+    ran = [(a, _subcommand(a), _options(a), _lists(a)) for a in ok]  # each logged command parsed once
     result = []
     for cmd in commands:
         sub, opts, lists = _subcommand(cmd), _options(cmd), _lists(cmd)
-        hits = [a for a in ok if _subcommand(a) == sub and opts <= _options(a)
-                and all(_lists(a).get(k, 0) >= n for k, n in lists.items())]
+        hits = [a for a, a_sub, a_opts, a_lists in ran if a_sub == sub and opts <= a_opts
+                and all(a_lists.get(k, 0) >= n for k, n in lists.items())]
         result.append((cmd, min(hits, key=len) if hits else None))
     return result
 

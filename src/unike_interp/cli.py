@@ -447,7 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-deltas", action="store_true",
                    help="also write each evaluation point's weight delta under OUT/deltas (safetensors + JSON)")
 
-    run_help = "a run folder (written by `unike bench`)"
     p = add(sub, "bench", cmd_bench, "the benchmark: edit, text metrics, reasoning, direct and reasoning images, VQA, table")
     p.add_argument("run", nargs="?", metavar="RUN",
                    help="the run folder to write (or continue with --resume); default "
@@ -465,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "analyze", cmd_analyze, "replay each stored edit of a run, record both pathways before/after; "
                                          "gap statistics, AUCs, causal analyses, figures", "device", "no_progress")
-    p.add_argument("run", metavar="RUN", help=run_help)
+    p.add_argument("run", metavar="RUN", help="a run folder (written by `unike bench`)")
     p.add_argument("--out", help="where the HDF5, stats.json and figures go (default: RUN/analysis)")
     p.add_argument("--reoptimize", action="store_true",
                    help="run the editor again instead of replaying stored deltas (runs that stored none)")

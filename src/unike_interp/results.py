@@ -136,13 +136,8 @@ def activations(path: str | Path, site: str, *, kind: str | None = "direct", sta
 
 def _kinds(store, ids: list[str]) -> list[str]:
     """The prompt kinds recorded for the first case, in the recorder's order."""
-    import h5py
-
-    from .interp.store import _key
-
     order = ["direct", "reasoning", "ref_old", "ref_new"]
     if not ids:
         return order
-    with h5py.File(store.path, "r") as f:
-        found = set(f["cases"][_key(ids[0])]["pre"].keys())
+    found = set(store.kinds(ids[0]))
     return [k for k in order if k in found] + sorted(found - set(order))

@@ -135,7 +135,7 @@ def case_rows(entries) -> list[dict]:
     :attr:`unike_interp.results.RunResults.cases`; ``old``/``new``: the values the judge looks for)."""
     rows = []
     for e in entries:
-        if getattr(e, "type", None) != "case":
+        if not isinstance(e, CaseEntry):
             continue
         for stage, st in e.stages.items():
             pre, post, rs = st.get("pre") or {}, st.get("post") or {}, st.get("reasoning") or {}

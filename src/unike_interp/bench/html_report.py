@@ -239,19 +239,10 @@ def render_html(folder, table: dict, analysis_dir: str | Path | None = None) -> 
 def write_html_report(run, table: dict | None = None, analysis_dir: str | Path | None = None) -> Path:
     """Write ``<run>/report.html`` (atomically) and return its path; ``table`` defaults to ``table.json``,
     ``analysis_dir`` (where the figures are) to ``<run>/analysis``."""
-    import os
-
-    from .run_folder import RunFolder
+    from .run_folder import RunFolder, write_text
 
     folder = RunFolder(run)
     if table is None:
         table = json.loads(folder.table_path("json").read_text(encoding="utf-8"))
-    out = folder.report_path
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(render_html(folder, table, analysis_dir), encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    write_text(folder.report_path, render_html(folder, table, analysis_dir))
+    return folder.report_path

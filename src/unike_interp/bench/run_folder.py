@@ -45,15 +45,20 @@ class DeltaHashError(RunFolderError):
     """A stored weight delta is not the one the ledger recorded."""
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temporary file + rename)."""
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically (temporary file + rename)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:  # a full disk, a read-only folder: no half-written file left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def _safe(name: str) -> str:

@@ -124,6 +124,16 @@ class ActivationStore:
             except KeyError:
                 raise KeyError(f"{self.path}: no {case_id}/{state}/{kind}") from None
 
+    def kinds(self, case_id: str, state: str = "pre") -> list[str]:
+        """The prompt kinds recorded for one case and state (direct, reasoning, ref_old, ref_new)."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            try:
+                return list(f["cases"][_key(case_id)][state].keys())
+            except KeyError:
+                raise KeyError(f"{self.path}: no {case_id}/{state}") from None
+
     def iter_cases(self) -> Iterator[tuple[str, dict]]:
         import h5py
 
