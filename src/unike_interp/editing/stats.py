@@ -88,15 +88,18 @@ def load_corpus(path: str | Path) -> list[str]:
 
 
 #: Tokens per forward batch of the statistics pass (texts grouped by length fill it with little padding).
-TOKEN_BUDGET = 16384
+#: Small on purpose: the MLP's ``(tokens, d_ff)`` intermediates then stay in the CPU's cache, and
+#: the pass ran 1.5x faster at 2,048 than at 16,384 on the 2-core machine (benchmark/perf/key_statistics.py).
+TOKEN_BUDGET = 2048
 #: Key rows gathered before one float32 ``K^T K`` product is added to the float64 sum.
 GEMM_ROWS = 16384
 #: How the tokens are chosen; part of the cache key, so statistics of another method are not reused.
-METHOD = "prefix-v2"
+METHOD = "prefix-v3"
 
 
-def gram(K: torch.Tensor) -> torch.Tensor:
-    """``K^T K`` ``(d, d)`` in float64 on the CPU for ``K`` ``(n, d)`` (float32 or float64).
+def gram_upper(K: torch.Tensor) -> torch.Tensor:
+    """The upper triangle of ``K^T K`` ``(d, d)`` in float64 on the CPU for ``K`` ``(n, d)``
+    (float32 or float64); what lies below the diagonal is unspecified (:func:`symmetrize` it).
 
     On the CPU, BLAS ``syrk`` forms only one triangle (half the multiply-adds of ``K.T @ K``); on
     an accelerator the product is a plain matrix product there, and only the ``d x d`` result moves.
@@ -107,9 +110,18 @@ def gram(K: torch.Tensor) -> torch.Tensor:
 
     syrk = blas.dsyrk if K.dtype == torch.float64 else blas.ssyrk
     # K is row-major (n, d), so its transpose is a column-major (d, n) array: no copy
-    upper = torch.from_numpy(syrk(1.0, K.contiguous().numpy().T, trans=0, lower=0)).double()
+    return torch.from_numpy(syrk(1.0, K.contiguous().numpy().T, trans=0, lower=0)).double()
+
+
+def symmetrize(upper: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix whose upper triangle (diagonal included) is ``upper``'s."""
     upper = torch.triu(upper)
     return upper + torch.triu(upper, diagonal=1).T
+
+
+def gram(K: torch.Tensor) -> torch.Tensor:
+    """``K^T K`` ``(d, d)`` in float64 on the CPU for ``K`` ``(n, d)`` (:func:`gram_upper`, symmetrized)."""
+    return symmetrize(gram_upper(K))
 
 
 class _StopForward(Exception):
@@ -161,7 +173,7 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
     One pass for all modules: texts grouped by length (little padding), the forward pass stopped
     once every hooked module has seen its input (the layers above are not run), and
     ``C = (1/N) sum K^T K`` accumulated as products of up to :data:`GEMM_ROWS` rows each
-    (:func:`gram`: float32, or float64 with ``dtype`` float64) into a float64 sum on the CPU;
+    (:func:`gram_upper`: float32, or float64 with ``dtype`` float64) into a float64 sum on the CPU;
     returned in ``dtype`` on the CPU.
     """
     from tqdm.auto import tqdm
@@ -174,24 +186,38 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
         raise ValueError("statistics corpus produced no tokens")
     work = torch.float64 if dtype == torch.float64 else torch.float32
     acc: dict[str, torch.Tensor] = {}
-    rows: dict[str, list[torch.Tensor]] = {p: [] for p in paths}
+    # each hook copies its rows straight into a block of GEMM_ROWS + one batch's rows (a batch holds
+    # at most token_budget tokens, or one text that is longer)
+    block_rows = GEMM_ROWS + max(token_budget, max(len(x) for x in ids))
+    buf: dict[str, torch.Tensor] = {}
     n_rows = 0
-    seen: dict[str, torch.Tensor] = {}
     select: dict = {}
+    done: set[str] = set()
 
     def flush() -> None:
         nonlocal n_rows
-        for p in paths:
-            if rows[p]:
-                kk = gram(torch.cat(rows[p]).to(work))
-                acc[p] = kk if p not in acc else acc[p] + kk
-                rows[p] = []
+        if n_rows:
+            for p in paths:
+                # triangles are summed and symmetrized once at the end
+                kk = gram_upper(buf[p][:n_rows])
+                acc[p] = kk if p not in acc else acc[p].add_(kk)
         n_rows = 0
 
     def make_hook(path):
         def hook(mod, args):
-            seen[path] = args[0][select["mask"]].to(work)  # products on the model's device
-            if len(seen) == len(paths):
+            x = args[0]
+            x = x.reshape(-1, x.shape[-1])
+            k = select["rows"]
+            if path not in buf:
+                buf[path] = torch.empty(block_rows, x.shape[-1], dtype=work, device=x.device)
+            # products on the model's device; a batch of equal lengths has no padding to drop
+            out = buf[path][n_rows:n_rows + k]
+            if select["full"]:
+                out.copy_(x)
+            else:
+                torch.index_select(x, 0, select["index"], out=out) if x.dtype == work else out.copy_(x[select["index"]])
+            done.add(path)
+            if len(done) == len(paths):
                 raise _StopForward
         return hook
 
@@ -201,18 +227,18 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
         for batch in length_batches([len(x) for x in ids], token_budget):
             enc = adapter.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(adapter.device)
             mask = enc["attention_mask"]
-            select["mask"] = mask.bool()
-            seen.clear()
+            flat = mask.bool().reshape(-1)
+            select["full"] = bool(flat.all())
+            select["index"] = flat.nonzero().squeeze(1)
+            select["rows"] = k = len(select["index"])
+            done.clear()
             try:
                 adapter.lm(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position_ids_from_mask(mask))
             except _StopForward:
                 pass
-            missing = [p for p in paths if p not in seen]
+            missing = [p for p in paths if p not in done]
             if missing:
                 raise ValueError(f"statistics pass: {', '.join(missing)} never ran in a forward pass of the language model")
-            for p in paths:
-                rows[p].append(seen[p])
-            k = int(select["mask"].sum())
             n_rows += k
             bar.update(k)
             if n_rows >= GEMM_ROWS:
@@ -222,7 +248,7 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
         for h in handles:
             h.remove()
         bar.close()
-    return {p: (acc[p] / n).to(dtype).contiguous() for p in paths}, n
+    return {p: (symmetrize(acc[p]) / n).to(dtype).contiguous() for p in paths}, n
 
 
 def second_moment(adapter, module_path: str, texts: Sequence[str], samples: int, *,
