@@ -423,21 +423,91 @@ def test_layers_below_the_sites_are_reused_not_recomputed(adapter, monkeypatch, 
     assert fixed == [f"model.layers.{i}" for i in range(last + 1 if editor == "memit" else last)]
     hp = make_hparams("memit", "synthworld", {"v_steps": 6, "v_stop_loss": 0.0, "target_batch": 32})
     prefixes = context_prefixes(adapter, 1, 4, 0)
-    calls = []
-    # a replayed layer's own hooks still run; its MLP does not
-    hooks = [adapter.module(p).mlp.register_forward_pre_hook(lambda m, a, p=p: calls.append(p)) for p in fixed]
-    try:
-        fast = targets.optimize_targets(adapter, reqs, sites, prefixes, hp)
-    finally:
-        for h in hooks:
-            h.remove()
-    assert len(calls) == len(fixed)  # once, in the unedited pass; never during the 6 steps
+    # a replayed layer's own hooks still run; its MLP does not: it runs in the unedited passes
+    # only, as often with 6 steps as with 2
+    counts = {}
+    for n_steps in (2, 6):
+        calls = []
+        hooks = [adapter.module(p).mlp.register_forward_pre_hook(lambda m, a, p=p: calls.append(p)) for p in fixed]
+        try:
+            step_hp = make_hparams("memit", "synthworld", {"v_steps": n_steps, "v_stop_loss": 0.0, "target_batch": 32})
+            fast = targets.optimize_targets(adapter, reqs, sites, prefixes, step_hp)
+        finally:
+            for h in hooks:
+                h.remove()
+        counts[n_steps] = len(calls)
+    assert counts[2] == counts[6] and counts[6] % len(fixed) == 0, counts
     monkeypatch.setattr(targets, "fixed_layers", lambda *a: [])
     full = targets.optimize_targets(adapter, reqs, sites, prefixes, hp)
     for s in sites:
         assert torch.equal(fast.delta[s], full.delta[s]) and torch.equal(fast.base[s], full.base[s])
     assert torch.equal(fast.target_nll, full.target_nll)
     assert not any("forward" in adapter.module(p).__dict__ for p in fixed)  # the layers are put back
+
+
+@pytest.mark.parametrize("editor", ["memit", "rome", "pmet"])
+def test_steps_run_only_the_positions_from_the_first_subject_on(adapter, monkeypatch, editor):
+    """Positions before every row's subject cannot change when a vector is added at the subject:
+    each step runs the positions from the first subject on, attending to a cache of those before.
+    The layers above the sites see only those positions, and the targets match running every
+    position (same losses, rounding aside)."""
+    import unike_interp.editing.targets as targets
+    from unike_interp.editing.batching import make_batch
+    from unike_interp.editing.contexts import context_prefixes
+    from unike_interp.editing.pmet import PMET
+
+    reqs = requests(adapter, 4)
+    last = adapter.edit_layers[-1]
+    sites = {"memit": [adapter.paths.layer.format(last)], "rome": [f"model.layers.{last}.mlp.down_proj"],
+             "pmet": PMET(make_hparams("pmet", "synthworld", {})).target_sites(adapter, last)[0]}[editor]
+    hp = make_hparams("memit", "synthworld", {"v_steps": 8, "v_stop_loss": 0.0, "target_batch": 32})
+    prefixes = context_prefixes(adapter, 1, 4, 0)
+    prompts, subjects, tgts, _ = targets._rows(reqs, prefixes)
+    batch = make_batch(adapter.tokenizer, prompts + [f"{r.subject} is" for r in reqs],
+                       subjects + [r.subject for r in reqs], tgts + [None] * len(reqs))
+    start, width = targets.suffix_start(batch), batch.input_ids.shape[1]
+    assert 0 < start < width
+    top = adapter.module(adapter.paths.layer.format(adapter.num_layers - 1))
+    lengths = []
+    hook = top.register_forward_pre_hook(lambda m, a: lengths.append(a[0].shape[1]))
+    try:
+        fast = targets.optimize_targets(adapter, reqs, sites, prefixes, hp)
+    finally:
+        hook.remove()
+    # the unedited pass, the cached prefix, its check, then every step on the suffix
+    assert lengths[:3] == [width, start, width - start] and lengths[3:] == [width - start] * 8, lengths
+    monkeypatch.setattr(targets, "suffix_start", lambda batch: 0)
+    full = targets.optimize_targets(adapter, reqs, sites, prefixes, hp)
+    for s in sites:
+        assert torch.equal(fast.base[s], full.base[s])
+        torch.testing.assert_close(fast.delta[s], full.delta[s], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.target_nll, full.target_nll, rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_whose_cache_disagrees_runs_every_position(adapter, monkeypatch):
+    """The prefix cache is checked against the whole forward on the unedited model; where it
+    disagrees (here: a cache whose copy is corrupted), every position runs, with the same targets."""
+    import unike_interp.editing.targets as targets
+
+    reqs = requests(adapter, 2)
+    site = adapter.paths.layer.format(adapter.edit_layers[-1])
+    hp = make_hparams("memit", "synthworld", {"v_steps": 3, "v_stop_loss": 0.0})
+    real = targets.SuffixPlan.cache_for
+
+    def corrupted(self, rows):
+        cache = real(self, rows)
+        for layer in getattr(cache, "layers", []):
+            layer.keys.mul_(0.5)
+        return cache
+
+    monkeypatch.setattr(targets.SuffixPlan, "cache_for", corrupted)
+    plans = []
+    monkeypatch.setattr(targets, "suffix_plan", lambda *a, _real=targets.suffix_plan: plans.append(_real(*a)) or plans[-1])
+    bad = targets.optimize_targets(adapter, reqs, [site], [""], hp)
+    assert plans == [None]
+    monkeypatch.setattr(targets, "suffix_start", lambda batch: 0)
+    full = targets.optimize_targets(adapter, reqs, [site], [""], hp)
+    assert torch.equal(bad.delta[site], full.delta[site])
 
 
 def test_target_weight_decay_shrinks_the_shift(adapter):

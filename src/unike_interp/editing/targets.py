@@ -17,6 +17,9 @@ together); each gets its own ``d``.
 
 from __future__ import annotations
 
+import copy
+import inspect
+import logging
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,6 +30,8 @@ from ..progress import step as progress_step
 from .batching import make_batch, target_count, target_logprob
 from .hooks import add_at, capture_at
 from .requests import EditRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,6 +131,79 @@ def _rows_of(output, rows: torch.Tensor | None):
     return output
 
 
+def suffix_start(batch) -> int:
+    """The first position a vector added at the subject's last token can change: the smallest
+    subject position of the batch (left-padded rows, causal attention). Every position before it
+    is the same at every optimisation step, so it is run once and kept as the attention cache."""
+    return int(batch.subject_pos.min())
+
+
+def _cache_argument(lm) -> str | None:
+    """The name under which ``lm.forward`` takes a key/value cache (None: it takes none)."""
+    params = inspect.signature(lm.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
+@dataclass
+class SuffixPlan:
+    """Run only positions ``start:`` at each step, attending to a cache of positions ``:start``.
+
+    ``inputs``: the suffix's model inputs (the attention mask stays whole); ``fixed``: the
+    replayed layers' outputs on the suffix; ``cache``: the prefix's key/value cache, copied for
+    each step (a forward appends to it)."""
+
+    start: int
+    inputs: dict
+    fixed: dict
+    cache: object
+    argument: str
+
+    def cache_for(self, rows: torch.Tensor | None):
+        cache = copy.deepcopy(self.cache)
+        if rows is not None:
+            cache.batch_select_indices(rows.to(self.inputs["input_ids"].device))
+        return cache
+
+
+@torch.no_grad()
+def suffix_plan(lm, batch, fixed: dict, logits0: torch.Tensor) -> SuffixPlan | None:
+    """A :class:`SuffixPlan` when it gives the logits of the whole forward (checked here, on the
+    unedited model, to ``sqrt(eps)`` of the logits' scale at every real token), else None: a model
+    with no cache argument, no position before the subjects, or a cache path that disagrees."""
+    start = suffix_start(batch)
+    argument = _cache_argument(lm)
+    if argument is None or start < 1 or bool((batch.target_ids[:, :start] != -100).any()) \
+            or int(batch.last_prompt_pos.min()) < start:
+        return None
+    inputs = batch.model_inputs()
+    head = {k: v[:, :start] for k, v in inputs.items()}
+    tail = {"input_ids": inputs["input_ids"][:, start:], "attention_mask": inputs["attention_mask"],
+            "position_ids": inputs["position_ids"][:, start:]}
+    try:
+        out = lm(**head, use_cache=True)
+        cache = getattr(out, "cache", None)
+        cache = cache if cache is not None else getattr(out, "past_key_values", None)
+        if cache is None:
+            return None
+        plan = SuffixPlan(start, tail, {}, cache, argument)
+        with record_outputs(fixed) as rec:
+            logits = lm(**tail, **{argument: plan.cache_for(None)}, use_cache=True).logits
+        plan.fixed = dict(rec)
+    except Exception as e:  # a family whose cache does not work this way keeps the whole forward
+        log.debug("target optimisation: no prefix cache (%s: %s)", type(e).__name__, e)
+        return None
+    ref = logits0[:, start:].float()
+    real = inputs["attention_mask"][:, start:].bool()
+    tol = torch.finfo(logits0.dtype).eps ** 0.5 * float(ref[real].abs().max())
+    if logits.shape != ref.shape or float((logits.float() - ref)[real].abs().max()) > tol:
+        log.info("target optimisation: the prefix cache does not reproduce the logits; every position runs")
+        return None
+    return plan
+
+
 def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     lm, dev = adapter.lm, adapter.device
     R, P = len(requests), len(prefixes)
@@ -163,6 +241,14 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
     per_request = bool(getattr(hp, "v_stop_per_request", False))
     active = torch.ones(R, dtype=torch.bool, device=dev)
     try:
+        # each step runs only the positions from the first subject on (suffix_plan), where it can
+        plan = suffix_plan(lm, batch, fixed, logits0)
+        start = plan.start if plan is not None else 0
+        step_fixed = plan.fixed if plan is not None else fixed_out
+        step_inputs = plan.inputs if plan is not None else inputs
+        step_subject_pos = batch.subject_pos - start
+        step_target_ids = batch.target_ids[:, start:]
+        step_last_pos = batch.last_prompt_pos - start
         for step in range(max(hp.v_steps, 1)):
             # a converged request leaves the batch: only the rows of requests still optimised run
             # (while every request is, the whole batch runs as it is)
@@ -174,13 +260,14 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
                 rows = torch.cat([main_rows, n_main + live])
                 n_live = len(live)
             pick = (lambda t: t) if rows is None else (lambda t: t[rows.to(t.device)])
+            extra = {} if plan is None else {plan.argument: plan.cache_for(rows), "use_cache": True}
             with ExitStack() as stack:
-                stack.enter_context(replay_outputs(fixed, {p: _rows_of(o, rows) for p, o in fixed_out.items()}))
+                stack.enter_context(replay_outputs(fixed, {p: _rows_of(o, rows) for p, o in step_fixed.items()}))
                 for s in sites:
-                    stack.enter_context(add_at(modules[s], pick(batch.subject_pos), deltas[s][pick(owner_all)]))
-                logits = lm(**{k: pick(v) for k, v in inputs.items()}).logits
+                    stack.enter_context(add_at(modules[s], pick(step_subject_pos), deltas[s][pick(owner_all)]))
+                logits = lm(**{k: pick(v) for k, v in step_inputs.items()}, **extra).logits
             n_rows = n_live * P
-            nll_rows = -target_logprob(logits[:n_rows], pick(batch.target_ids)[:n_rows]) / (ntok if rows is None else ntok[main_rows])
+            nll_rows = -target_logprob(logits[:n_rows], pick(step_target_ids)[:n_rows]) / (ntok if rows is None else ntok[main_rows])
             nll = nll_rows.view(n_live, P).mean(1)
             nll_req[live if rows is None else live.cpu()] = nll.detach().cpu()
             steps = step + 1
@@ -191,7 +278,7 @@ def optimize_chunk(adapter, requests, sites, prefixes, hp) -> Targets:
                 still = nll.detach() >= hp.v_stop_loss
                 active[live] = still
             ess_logp = torch.log_softmax(logits[n_rows + torch.arange(n_live, device=dev),
-                                                pick(batch.last_prompt_pos)[n_rows:]].float(), -1)
+                                                pick(step_last_pos)[n_rows:]].float(), -1)
             kl = (ess_logp0[live].exp() * (ess_logp0[live] - ess_logp)).sum(-1)
             wd = sum((deltas[s][live].norm(dim=-1) / norms[s][live]) ** 2 for s in sites)
             loss = ((nll + hp.kl_factor * kl + hp.v_weight_decay * wd) * still).sum()
