@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.unike-installed
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?=
+# the suite runs in one pytest process per core (pytest-xdist), a test file per process
+PYTEST_WORKERS ?= auto
 
 .PHONY: setup demo test test-fast clean
 
@@ -20,10 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/setup-browser.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache build dist src/*.egg-info

@@ -60,6 +60,16 @@ def pytest_configure(config):
     import os
     from pathlib import Path
 
+    # one process per core (make test: pytest-xdist): each gets its share of the cores, so torch's
+    # threads do not oversubscribe them; subprocesses inherit the setting
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+    # the xdist workers inherit the controller's log (the controller configures first)
     if "UNIKE_ARGV_LOG" not in os.environ:
         log = Path(config.rootpath) / ".pytest_cache" / "unike-argv.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)

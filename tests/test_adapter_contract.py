@@ -325,7 +325,8 @@ def test_recorder_reads_the_trace_output(case, adapter):
 
 def test_intervention_equals_weight_edit(case, adapter):
     """An edit given to the recorder as an activation intervention records what the same edit in
-    the weights records (atol 1e-4), and it moves the conditioning."""
+    the weights records (to float32 rounding: ``W x + dW x`` against ``(W + dW) x``, summed in
+    another order), and it moves the conditioning."""
     a = adapter
     r, unedited, _ = recording(case.key)
     d = random_delta(a, _edit_path(a))
@@ -337,7 +338,7 @@ def test_intervention_equals_weight_edit(case, adapter):
         applied.remove()
     for k in unedited.values:
         if case.skip is None or not k.startswith(case.skip):
-            np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(inter.values[k], weight.values[k], rtol=2e-5, atol=1e-4)
     assert np.nanmax(np.abs(weight.values["cond.tensor"] - unedited.values["cond.tensor"])) > case.moved
 
 
