@@ -125,7 +125,11 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
     args = ["analyze", str(run), "--no-progress", "--json", "--trace-cases", "1",
             "--no-figures"]  # the figures of a run: tests/test_plots.py
     assert main(args) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    # the probes' phase says what it did and how long each part took
+    probe_line = next(x for x in lines if x.startswith("[analyze] value probes:"))
+    assert "fitted over" in probe_line and "the generator's accuracy" in probe_line and "fits" in probe_line
     assert summary["n_cases"] == 4 and (run / "analysis" / "activations.h5").exists()
     stats = json.loads((run / "analysis" / "stats.json").read_text())
     case = next(iter(stats["per_case"].values()))
@@ -138,6 +142,7 @@ def test_analyze_a_small_run(tmp_path, capsys, monkeypatch):
     with h5py.File(run / "analysis" / "activations.h5", "r") as f:
         n = len(f["cases"])
     assert main(args + ["--no-interventions", "--no-probes"]) == 0
+    assert "[analyze] value probes: skipped (not run (--no-probes))" in capsys.readouterr().out
     with h5py.File(run / "analysis" / "activations.h5", "r") as f:
         assert len(f["cases"]) == n == 4
     again = json.loads((run / "analysis" / "stats.json").read_text())

@@ -44,7 +44,9 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
     from ..bench.assemble import build_judge
 
     judge = build_judge(cfg)
-    stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed, judge=judge, probes=probes)
+    stats = run_statistics(rec.adapter, rec.store, rec.entries, seed=cfg.seed, judge=judge, probes=probes,
+                           progress=progress)
+    echo(_probe_line(stats["summary"]))
     summary = stats["summary"] = {"run": str(run), "model": cfg.model, "editor": cfg.editor, "protocol": cfg.protocol,
                                   "hdf5": str(rec.store.path), "edits": rec.edits,
                                   "record_seconds": round(rec.seconds, 2), **stats["summary"]}
@@ -62,6 +64,21 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, *, device=No
 
     summary["report"] = str(write_html_report(run, analysis_dir=out))
     return summary
+
+
+def _probe_line(summary: dict) -> str:
+    """What the value probes did, in one line (``[analyze] value probes: ...``)."""
+    probes = summary.get("probes") or {}
+    if "skipped" in probes:
+        return f"[analyze] value probes: skipped ({probes['skipped']})"
+    cats = [e for e in probes.values() if isinstance(e, dict)]
+    fitted = sum(len(e.get("candidates") or []) for e in cats)
+    validated = sum(1 for e in cats if e.get("validated"))
+    sec = (summary.get("probe_setup") or {}).get("seconds") or {}
+    parts = ", ".join(f"{name} {sec[key]:.1f} s" for key, name in
+                      (("record", "conditioning"), ("generator", "the generator's accuracy"), ("fit", "fits")) if key in sec)
+    return (f"[analyze] value probes: {fitted} fitted over {len(cats)} categories, validated in {validated} of them; "
+            f"{sum(sec.get(k, 0.0) for k in ('record', 'generator', 'fit')):.1f} s ({parts})")
 
 
 def causal_analyses(rec, out: Path, *, judge, interventions: bool, trace_cases: int, progress: bool,

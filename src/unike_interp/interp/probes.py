@@ -304,19 +304,31 @@ def _fold_predictions(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarr
     return _fit(_make_pipeline(model, C, max_iter, tol, seed, y[tr], hidden, alpha), X[tr], y[tr]).predict(X[te])
 
 
-def _run_folds(tasks: list[tuple], n_jobs: int) -> list[np.ndarray]:
+def _run_folds(tasks: list[tuple], n_jobs: int, bar=None) -> list[np.ndarray]:
     """``_fold_predictions(*task)`` for every task, in order; over ``n_jobs`` processes (joblib's
     loky backend, which gives each worker ``cores // n_jobs`` BLAS threads) when ``n_jobs > 1``.
     In this process BLAS runs on one thread: these matrices are small, and measured on 2 cores
-    (benchmark/perf/probe_fits.py) the fits took 53 s on one BLAS thread against 145 s on two."""
+    (benchmark/perf/probe_fits.py) the fits took 53 s on one BLAS thread against 145 s on two.
+    ``bar``: a tqdm bar moved by each finished fold."""
+    out: list[np.ndarray] = []
     if n_jobs <= 1 or len(tasks) <= 1:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):
-            return [_fold_predictions(*t) for t in tasks]
+            for t in tasks:
+                out.append(_fold_predictions(*t))
+                if bar is not None:
+                    bar.update(1)
+        return out
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_fold_predictions)(*t) for t in tasks)
+    # results arrive in task order as they finish (return_as="generator"), so the bar moves
+    for pred in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(_fold_predictions)(*t) for t in tasks):
+        out.append(pred)
+        if bar is not None:
+            bar.update(1)
+    return out
 
 
 def _probe_from_folds(d: _ProbeData, predictions: list[np.ndarray], fit_args: tuple, refit: bool) -> ValueProbe:
@@ -498,7 +510,7 @@ def _split_of(records: Sequence | None) -> dict[str, str]:
     return {r.subject: str(r.extra["split"]) for r in records or [] if r.extra.get("split") is not None}
 
 
-def generator_accuracy(adapter, judge, records: Sequence, *, seed: int = 0, batch_size: int = 64
+def generator_accuracy(adapter, judge, records: Sequence, *, seed: int = 0, batch_size: int = 64, bar=None
                        ) -> dict[str, dict[str, dict[str, Any]]]:
     """The generator's own accuracy: does it draw each record's true value?
 
@@ -508,9 +520,16 @@ def generator_accuracy(adapter, judge, records: Sequence, *, seed: int = 0, batc
     ``"all"``: every record of the category): ``accuracy = correct / n``, with ``correct``,
     ``wrong`` (the judge read another value) and ``judge_errors`` (no verdict; a miss in the
     accuracy, as in the benchmark's tables, but never counted as a wrong drawing) beside ``n``.
+    ``bar``: a tqdm bar moved by each batch of ``batch_size`` images drawn.
     """
     records = list(records)
-    images = adapter.generate_images([r.stage_1.image_prompt for r in records], seed=seed, batch_size=batch_size)
+    parts = []  # the batches generate_images would draw, one at a time for the bar
+    for i in range(0, len(records), max(1, batch_size)):
+        part = records[i:i + batch_size]
+        parts.append(adapter.generate_images([r.stage_1.image_prompt for r in part], seed=seed, batch_size=batch_size))
+        if bar is not None:
+            bar.update(len(part))
+    images = np.concatenate(parts) if parts else adapter.generate_images([], seed=seed)
     verdicts = judge.judge_batch(images, records, ["stage_1"] * len(records), [r.stage_1.gt for r in records])
     tallies: dict[str, dict[str, list[int]]] = {}
     for r, v in zip(records, verdicts):
@@ -611,6 +630,7 @@ def validate_probes(
     adapter, *, seed: int = 0, judge=None, records: Sequence | None = None, categories: Sequence[str] | None = None,
     readers: Sequence[str] = READERS, models: Sequence[str] = MODELS, focus: Mapping[str, set[int]] | None = None,
     folds: int = 5, batch_size: int = 128, conditioning: list | None = None, n_jobs: int | None = None,
+    progress: bool = False,
 ) -> ProbeValidation:
     """Fit every probe of the adapter's world and validate it against the generator.
 
@@ -626,7 +646,10 @@ def validate_probes(
     ``validated = cv_mean >= min(a_gen(image-seen), 0.9)``; without it ``validated`` is None.
     ``conditioning``: a :func:`record_templates` result to reuse (else recorded now). ``n_jobs``:
     processes the folds of all probes are fitted in (default :func:`default_jobs`; 1: in this one).
+    ``progress``: a bar over the generator's images and one over the folds fitted.
     """
+    from tqdm.auto import tqdm
+
     table = adapter.subject_values()
     if table is None:
         raise ValueError(f"{adapter.name}: no table of every subject's values (adapter.subject_values() is None)")
@@ -649,7 +672,9 @@ def validate_probes(
     elif not cat_records:
         generator = {"skipped": f"{adapter.name}: no records (adapter.records()) whose images the judge could read"}
     else:
-        generator = generator_accuracy(adapter, judge, cat_records, seed=seed)
+        with tqdm(total=len(cat_records), desc="probes: the generator's accuracy", unit="image",
+                  disable=not progress) as bar:
+            generator = generator_accuracy(adapter, judge, cat_records, seed=seed, bar=bar)
     seconds["generator"] = time.perf_counter() - t0
 
     if focus is None:
@@ -706,7 +731,8 @@ def validate_probes(
                     planned.append((cat, tset, reader, model, key, sp))
     keys = list(data)
     tasks = [(data[k].X, data[k].y, tr, te, (k[-1], *fit_args[1:])) for k in keys for tr, te in data[k].splits]
-    preds = iter(_run_folds(tasks, default_jobs() if n_jobs is None else n_jobs))
+    with tqdm(total=len(tasks), desc="probes: fits", unit="fold", disable=not progress or not tasks) as bar:
+        preds = iter(_run_folds(tasks, default_jobs() if n_jobs is None else n_jobs, bar=bar))
     fitted = {k: _probe_from_folds(data[k], [next(preds) for _ in data[k].splits], (k[-1], *fit_args[1:]), refit=False)
               for k in keys}
     for cat, tset, reader, model, key, sp in planned:
@@ -733,8 +759,8 @@ def _case_rows(store, ids: Sequence[str], state: str, reader: SlotReader) -> lis
 
 
 def probe_run(adapter, store, cases: Mapping[str, Mapping[str, Any]], *, seed: int, judge=None,
-              records: Sequence | None = None, batch_size: int = 128, require_validated: bool = True
-              ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+              records: Sequence | None = None, batch_size: int = 128, require_validated: bool = True,
+              progress: bool = False) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Value probes of a recorded run: fitted and validated on the whole world, read on the edited cases.
 
     :func:`validate_probes` (``seed``, ``judge``, ``records``) fits every probe of the cases'
@@ -774,7 +800,7 @@ def probe_run(adapter, store, cases: Mapping[str, Mapping[str, Any]], *, seed: i
     # the instruments this run needs: its cases' categories (every category when it has no cases)
     categories = sorted({str(a["category"]) for a in cases.values()}) or None
     val = validate_probes(adapter, seed=seed, judge=judge, records=records, categories=categories, focus=focus,
-                          batch_size=batch_size)
+                          batch_size=batch_size, progress=progress)
     summary = val.summary()
     per_case: dict[str, dict[str, float]] = {}
     for category, entry in summary.items():

@@ -42,7 +42,8 @@ def _nanmean(v: np.ndarray):
     return np.nanmean(v) if np.isfinite(v).any() else None
 
 
-def run_statistics(adapter, store, entries: dict, *, seed: int, judge=None, probes: bool = True) -> dict:
+def run_statistics(adapter, store, entries: dict, *, seed: int, judge=None, probes: bool = True,
+                   progress: bool = False) -> dict:
     """``{"summary": {n_cases, aucs, means, probes, generator_accuracy, probe_setup, vqa_direct_success_rate},
     "per_case": {case: {name: value}}, "success": {key: {case: bool}}}`` of every case in ``store``, JSON-ready.
 
@@ -50,13 +51,14 @@ def run_statistics(adapter, store, entries: dict, *, seed: int, judge=None, prob
     recorder, generator images); ``judge``: reads the generator's own pre-edit images, against which
     the value probes are validated (:func:`~unike_interp.interp.probes.probe_run`); None:
     ``generator_accuracy = {"skipped": reason}`` and no probe is validated. ``probes=False``: no
-    value probe is fitted (``probes = {"skipped": ...}``; the probe columns are absent).
+    value probe is fitted (``probes = {"skipped": ...}``; the probe columns are absent). ``progress``:
+    the probes' bars.
     """
     cases = dict(store.iter_cases())
     case_ids = list(cases)
     per_case = {cid: case_statistics(adapter, store, cid) for cid in case_ids}
     if probes:
-        probe_summary, probe_cases = probe_run(adapter, store, cases, seed=seed, judge=judge)
+        probe_summary, probe_cases = probe_run(adapter, store, cases, seed=seed, judge=judge, progress=progress)
     else:
         why = "not run (--no-probes)"
         probe_summary, probe_cases = {"probes": {"skipped": why}, "generator_accuracy": {"skipped": why}}, {}
