@@ -79,7 +79,8 @@ def text_metrics(adapter, world, *, bar=None, chunk: int = 32) -> dict:
 def image_metrics(adapter, world, verifier, *, seed: int = 0, split: str = "image-seen", bar=None,
                   chunk: int = 32) -> dict:
     """Generate each record's stage_1 image (records of subjects in ``split``) and read it.
-    ``bar``: a tqdm bar moved by each chunk of ``chunk`` images (an image depends only on its prompt)."""
+    ``bar``: a tqdm bar moved by each chunk of ``chunk`` images (an image depends only on its prompt,
+    up to the float rounding of its batch: :meth:`UMMAdapter.generate_images`)."""
     import numpy as np
 
     from ..data.synthworld import CATEGORIES, CATEGORY_VALUES
