@@ -121,12 +121,18 @@ def test_a_worker_killed_mid_batch_leaves_a_complete_ledger(cluster, serial, tmp
 
 
 def test_driver_killed_then_resumed_gives_the_same_table(cluster, serial, tmp_path):
+    """The driver joins the running cluster (``--ray-address``, as on a shared cluster), is killed
+    with SIGKILL, and the same command resumed gives the serial run's table."""
     out = tmp_path / "killed"
     args = ["bench", "--model", "toy-direct", "--editor", "rome", "--protocol", "single", "--cases", "4",
             "--image-locality", "2", "--text-locality", "8", "--bootstrap", "200", "--set", "stats_samples=3000",
             "--set", "n_prefixes=2", "--device", "cpu", "--pre-group", "1", str(out), "--no-progress", "--workers", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "unike_interp", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    address = ray.get_runtime_context().gcs_address
+    said = tmp_path / "driver.out"
+    with open(said, "w") as f:  # unbuffered: what the driver printed before the kill stays
+        proc = subprocess.Popen([sys.executable, "-m", "unike_interp", *args, "--ray-address", address],
+                                stdout=f, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     ledger = out / "ledger.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -136,9 +142,10 @@ def test_driver_killed_then_resumed_gives_the_same_table(cluster, serial, tmp_pa
         time.sleep(0.01)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) before the kill"
+    assert f"[bench] Ray {ray.__version__}: {address}," in said.read_text()  # it joined; it started no cluster
     n_before = len(_lines(out))
     assert 3 <= n_before < 8
-    assert main([*args, "--resume", "-q"]) == 0  # the same command, resumed
+    assert main([*args, "--ray-address", address, "--resume", "-q"]) == 0  # the same command, resumed
     assert json.loads((out / "table.json").read_text()) == json.loads((serial / "table.json").read_text())
     assert _by_key(out) == _by_key(serial)
     assert len(RunFolder(out).require().point_entries()) == 4
