@@ -210,12 +210,12 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
             k = select["rows"]
             if path not in buf:
                 buf[path] = torch.empty(block_rows, x.shape[-1], dtype=work, device=x.device)
-            # products on the model's device; a batch of equal lengths has no padding to drop
+            # the non-padding rows, on the model's device, into the block (no intermediate copy)
             out = buf[path][n_rows:n_rows + k]
-            if select["full"]:
-                out.copy_(x)
+            if x.dtype == work:
+                torch.index_select(x, 0, select["index"], out=out)
             else:
-                torch.index_select(x, 0, select["index"], out=out) if x.dtype == work else out.copy_(x[select["index"]])
+                out.copy_(x.index_select(0, select["index"]))
             done.add(path)
             if len(done) == len(paths):
                 raise _StopForward
@@ -227,9 +227,7 @@ def second_moments(adapter, module_paths: Sequence[str], texts: Sequence[str], s
         for batch in length_batches([len(x) for x in ids], token_budget):
             enc = adapter.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(adapter.device)
             mask = enc["attention_mask"]
-            flat = mask.bool().reshape(-1)
-            select["full"] = bool(flat.all())
-            select["index"] = flat.nonzero().squeeze(1)
+            select["index"] = mask.reshape(-1).nonzero().squeeze(1)
             select["rows"] = k = len(select["index"])
             done.clear()
             try:

@@ -310,21 +310,22 @@ def _run_folds(tasks: list[tuple], n_jobs: int, bar=None) -> list[np.ndarray]:
     In this process BLAS runs on one thread: these matrices are small, and measured on 2 cores
     (benchmark/perf/probe_fits.py) the fits took 53 s on one BLAS thread against 145 s on two.
     ``bar``: a tqdm bar moved by each finished fold."""
+
+    def results():
+        if n_jobs <= 1 or len(tasks) <= 1:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                yield from (_fold_predictions(*t) for t in tasks)
+            return
+        from joblib import Parallel, delayed
+
+        # in task order, each as soon as it and those before it are done
+        yield from Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(_fold_predictions)(*t) for t in tasks)
+
     out: list[np.ndarray] = []
-    if n_jobs <= 1 or len(tasks) <= 1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):
-            for t in tasks:
-                out.append(_fold_predictions(*t))
-                if bar is not None:
-                    bar.update(1)
-        return out
-    from joblib import Parallel, delayed
-
-    # results arrive in task order as they finish (return_as="generator"), so the bar moves
-    for pred in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
-            delayed(_fold_predictions)(*t) for t in tasks):
+    for pred in results():
         out.append(pred)
         if bar is not None:
             bar.update(1)
